@@ -18,7 +18,7 @@ CapUnknown = Literal["allow", "deny"]
 class ExtenderSettings:
     # --- serving ---
     host: str = "127.0.0.1"
-    """Listen address: loopback suits the sidecar shape (scheduler in the same pod); 0.0.0.0 behind a Service."""
+    """Listen address: loopback suits the sidecar shape (scheduler in the same pod); 0.0.0.0 a Service."""
     port: int = 8888
     tls_cert: Path | None = None
     """PEM certificate chain; with --tls-key enables HTTPS. Reloaded when the file changes."""
