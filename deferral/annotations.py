@@ -1,0 +1,162 @@
+"""The pod annotations of a deferrable workload: parsing and validation, no I/O.
+
+A deferrable pod says how long it runs (``duration``) and when it must be done (``deadline``, or
+``max-delay`` counted from the pod's creation), optionally not before ``earliest-start``. Everything
+that can be wrong with those values is reported as an `InvalidDeferral` whose message is written, as
+is, into an Event on the pod: the controller then releases the pod at once, because a typo must never
+strand a workload.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from carbon_common.timeutil import format_rfc3339, parse_rfc3339
+
+PREFIX = "carbon-aware.io/"
+GATE = "carbon-aware.io/green-window"
+"""The scheduling gate that holds a deferrable pod back until the controller releases it."""
+
+DURATION = "duration"
+DEADLINE = "deadline"
+MAX_DELAY = "max-delay"
+EARLIEST_START = "earliest-start"
+PLAN = "plan"
+
+# Go's time.ParseDuration units; "µs" and "us" are both accepted upstream.
+_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+# A year: longer than any sensible deferral, short enough that datetime arithmetic cannot overflow.
+_MAX_SECONDS = 366 * 86400.0
+
+
+class InvalidDeferral(ValueError):
+    """The pod's deferral annotations are malformed or cannot be satisfied."""
+
+
+def parse_duration(text: str) -> timedelta:
+    """Seconds (``"5400"``, ``"5400.5"``) or a Go duration (``"1h30m"``, ``"90m"``, ``"1.5h"``).
+
+    Zero and negative durations are rejected: a run time of zero is a mistake, not a request.
+    """
+    value = text.strip()
+    if not value:
+        raise ValueError("empty duration")
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = _parse_go_duration(value)
+    else:
+        if value.lower() in {"nan", "inf", "+inf", "-inf", "infinity"}:
+            raise ValueError(f"not a duration: {text!r}")
+    if not seconds > 0:
+        raise ValueError(f"duration must be positive: {text!r}")
+    if seconds > _MAX_SECONDS:
+        raise ValueError(f"duration longer than a year: {text!r}")
+    return timedelta(seconds=seconds)
+
+
+def _parse_go_duration(value: str) -> float:
+    position = 0
+    total = 0.0
+    while position < len(value):
+        match = _PART.match(value, position)
+        if match is None:
+            raise ValueError(f"not a duration (use seconds or e.g. 1h30m): {value!r}")
+        total += float(match.group(1)) * _UNITS[match.group(2)]
+        position = match.end()
+    return total
+
+
+def format_duration(span: timedelta) -> str:
+    """Go-style, for messages: ``1h30m0s``-like but without the zero tails (``1h30m``)."""
+    seconds = int(span.total_seconds())
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{hours}h" if hours else "", f"{minutes}m" if minutes else "", f"{secs}s" if secs else ""]
+    return "".join(parts) or "0s"
+
+
+def wants_deferral(annotations: Mapping[str, str] | None, prefix: str = PREFIX) -> bool:
+    """True when the pod opted in: a duration plus a deadline or a maximum delay (values unchecked)."""
+    if not annotations:
+        return False
+    has_duration = prefix + DURATION in annotations
+    has_limit = prefix + DEADLINE in annotations or prefix + MAX_DELAY in annotations
+    return has_duration and has_limit
+
+
+@dataclass(frozen=True, slots=True)
+class DeferralSpec:
+    """What the pod asked for, in absolute UTC times."""
+
+    duration: timedelta
+    deadline: datetime
+    """Latest finish."""
+    earliest_start: datetime
+    """Not before this (the creation time when the pod did not say)."""
+
+    @property
+    def latest_start(self) -> datetime:
+        """The deadline guard: a pod released at this moment still finishes by its deadline."""
+        return self.deadline - self.duration
+
+    def describe(self) -> str:
+        return (
+            f"run {format_duration(self.duration)} between {format_rfc3339(self.earliest_start)} "
+            f"and {format_rfc3339(self.deadline)}"
+        )
+
+
+def parse_spec(
+    annotations: Mapping[str, str] | None, created: datetime, prefix: str = PREFIX
+) -> DeferralSpec:
+    """Read the deferral annotations; raise `InvalidDeferral` saying exactly what is wrong.
+
+    ``created`` anchors ``max-delay`` and is the default earliest start. Only the pod's own
+    annotations are read, so a restarted controller computes the same deadline guard.
+    """
+    notes = annotations or {}
+    raw_duration = notes.get(prefix + DURATION)
+    if raw_duration is None:
+        raise InvalidDeferral(f"missing annotation {prefix}{DURATION} (expected run time, e.g. 1h30m)")
+    try:
+        duration = parse_duration(raw_duration)
+    except ValueError as error:
+        raise InvalidDeferral(f"{prefix}{DURATION}: {error}") from None
+
+    earliest = created
+    raw_earliest = notes.get(prefix + EARLIEST_START)
+    if raw_earliest is not None:
+        try:
+            earliest = max(created, parse_rfc3339(raw_earliest))
+        except ValueError as error:
+            raise InvalidDeferral(f"{prefix}{EARLIEST_START}: {error}") from None
+
+    raw_deadline = notes.get(prefix + DEADLINE)
+    raw_delay = notes.get(prefix + MAX_DELAY)
+    if raw_deadline is not None and raw_delay is not None:
+        # Two limits that may disagree: refuse to guess which one the user meant.
+        raise InvalidDeferral(f"set either {prefix}{DEADLINE} or {prefix}{MAX_DELAY}, not both")
+    if raw_deadline is not None:
+        try:
+            deadline = parse_rfc3339(raw_deadline)
+        except ValueError as error:
+            raise InvalidDeferral(f"{prefix}{DEADLINE}: {error}") from None
+    elif raw_delay is not None:
+        try:
+            deadline = created + parse_duration(raw_delay) + duration
+        except ValueError as error:
+            raise InvalidDeferral(f"{prefix}{MAX_DELAY}: {error}") from None
+    else:
+        raise InvalidDeferral(f"missing annotation {prefix}{DEADLINE} or {prefix}{MAX_DELAY}")
+
+    if earliest + duration > deadline:
+        raise InvalidDeferral(
+            f"a run of {format_duration(duration)} starting at {format_rfc3339(earliest)} cannot finish "
+            f"by the deadline {format_rfc3339(deadline)}"
+        )
+    return DeferralSpec(duration=duration, deadline=deadline, earliest_start=earliest)

@@ -1,0 +1,219 @@
+"""When to release a deferred pod: pure policy, no I/O, no clock of its own.
+
+Rules (also in docs/deferral.md):
+
+- The deadline guard ``deadline - duration`` bounds every plan: a pod is never planned later, and is
+  released at once when the guard has already passed, whatever the forecast says.
+- With a forecast, the start is the greenest window the feed found (lowest time-weighted average over
+  the run, any zone: the extender picks the zone at release time); ties go to the earliest start, so
+  work is never delayed for nothing. A window that already began means "release now".
+- Without a usable forecast (feed down, no data for the span), a plan made earlier from a forecast is
+  kept while it is still ahead; otherwise the pod waits for the deadline guard. Waiting without
+  information costs nothing on average, keeps the option to use a forecast that comes back, and the
+  guard still guarantees the deadline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+import orjson
+
+from carbon_common.timeutil import format_rfc3339, parse_rfc3339
+from deferral.annotations import DeferralSpec
+
+Basis = Literal["forecast", "no_forecast", "guard"]
+"""forecast: a green window; no_forecast: waiting for the guard; guard: the guard is already due."""
+ReleaseReason = Literal["window_reached", "deadline_guard", "invalid", "error"]
+
+# Two intensities closer than this are a tie (feeds round to 0.1 g/kWh or finer).
+_TIE = 1e-6
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    zone: str
+    start: datetime
+    end: datetime
+    intensity: float
+    """Time-weighted average over the window, gCO2eq/kWh."""
+
+
+@dataclass(frozen=True, slots=True)
+class Forecast:
+    """The feed's /v1/best answer for one pod's span, reduced to what planning needs."""
+
+    windows: Sequence[Window]
+    current: Mapping[str, float] = field(default_factory=dict)
+    """Intensity now per zone."""
+    generated_at: datetime | None = None
+
+    def best_now(self) -> float | None:
+        """The intensity the pod would get if released now (the extender picks the greenest zone)."""
+        return min(self.current.values()) if self.current else None
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    start: datetime
+    basis: Basis
+    guard: datetime
+    zone: str | None = None
+    intensity_then: float | None = None
+    intensity_now: float | None = None
+    planned_at: datetime | None = None
+
+    def to_annotation(self) -> str:
+        body: dict[str, Any] = {
+            "start": format_rfc3339(self.start),
+            "basis": self.basis,
+            "guard": format_rfc3339(self.guard),
+            "zone": self.zone,
+            "intensityThen": self.intensity_then,
+            "intensityNow": self.intensity_now,
+        }
+        if self.planned_at is not None:
+            body["plannedAt"] = format_rfc3339(self.planned_at)
+        return orjson.dumps(body).decode()
+
+    @classmethod
+    def from_annotation(cls, text: str) -> Plan:
+        """Read back a persisted plan; raises ValueError on anything malformed (then we re-plan)."""
+        try:
+            body = orjson.loads(text)
+        except orjson.JSONDecodeError as error:
+            raise ValueError(f"plan annotation is not JSON: {error}") from None
+        if not isinstance(body, dict):
+            raise ValueError("plan annotation is not a JSON object")
+        basis = body.get("basis")
+        if basis not in ("forecast", "no_forecast", "guard"):
+            raise ValueError(f"plan annotation has unknown basis {basis!r}")
+        planned_at = body.get("plannedAt")
+        return cls(
+            start=parse_rfc3339(str(body.get("start", ""))),
+            basis=basis,
+            guard=parse_rfc3339(str(body.get("guard", ""))),
+            zone=_opt_str(body.get("zone")),
+            intensity_then=_opt_float(body.get("intensityThen")),
+            intensity_now=_opt_float(body.get("intensityNow")),
+            planned_at=parse_rfc3339(str(planned_at)) if planned_at is not None else None,
+        )
+
+    @property
+    def avoided(self) -> float | None:
+        """Estimated g/kWh avoided by waiting (now minus then); None when either is unknown."""
+        if self.intensity_then is None or self.intensity_now is None:
+            return None
+        return self.intensity_now - self.intensity_then
+
+
+def _opt_str(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _opt_float(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def plan_start(
+    spec: DeferralSpec, now: datetime, forecast: Forecast | None, previous: Plan | None = None
+) -> Plan:
+    """Choose the release time of one pod (see the module docstring for the rules)."""
+    guard = spec.latest_start
+    intensity_now = forecast.best_now() if forecast is not None else None
+    if now >= guard:
+        return Plan(guard, "guard", guard, intensity_now=intensity_now, planned_at=now)
+
+    lower = max(now, spec.earliest_start)
+    usable = [w for w in (forecast.windows if forecast else ()) if w.start <= guard]
+    if usable:
+        best = min(usable, key=lambda w: (w.intensity, w.start))
+        ties = [w for w in usable if w.intensity - best.intensity <= _TIE]
+        chosen = min(ties, key=lambda w: w.start)
+        start = min(max(chosen.start, lower), guard)
+        return Plan(
+            start,
+            "forecast",
+            guard,
+            zone=chosen.zone,
+            intensity_then=chosen.intensity,
+            intensity_now=intensity_now,
+            planned_at=now,
+        )
+
+    if previous is not None and previous.basis == "forecast" and previous.start <= guard:
+        return previous
+    return Plan(guard, "no_forecast", guard, intensity_now=intensity_now, planned_at=now)
+
+
+def release_reason(spec: DeferralSpec, plan: Plan, now: datetime) -> ReleaseReason | None:
+    """Why the pod must be released now, or None to keep waiting.
+
+    The guard is recomputed from the spec, not taken from the plan, so a tampered or stale plan
+    annotation cannot push a release past the deadline guard.
+    """
+    if now >= spec.latest_start:
+        return "deadline_guard"
+    if now >= plan.start:
+        return "window_reached" if plan.basis == "forecast" else "deadline_guard"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """One forecast or trace interval of one zone."""
+
+    zone: str
+    start: datetime
+    end: datetime
+    intensity: float
+
+
+def best_windows(
+    points: Sequence[Point], duration: timedelta, start: datetime, deadline: datetime
+) -> list[Window]:
+    """All ties of the minimum time-weighted rolling average, as the GSF Carbon Aware SDK computes.
+
+    The same rule as the feed's /v1/best, used where no feed is involved (the bench replays traces
+    through it). Candidate starts are ``start`` and every interval boundary up to ``deadline -
+    duration``; a candidate whose run is not fully covered by data is skipped.
+    """
+    latest = deadline - duration
+    by_zone: dict[str, list[Point]] = {}
+    for point in points:
+        by_zone.setdefault(point.zone, []).append(point)
+    found: list[Window] = []
+    for zone, series in by_zone.items():
+        series.sort(key=lambda p: p.start)
+        candidates = sorted({start} | {p.start for p in series if start <= p.start <= latest})
+        for begin in candidates:
+            if begin > latest:
+                continue
+            average = _average(series, begin, begin + duration)
+            if average is not None:
+                found.append(Window(zone, begin, begin + duration, average))
+    if not found:
+        return []
+    lowest = min(w.intensity for w in found)
+    return sorted((w for w in found if w.intensity - lowest <= _TIE), key=lambda w: (w.start, w.zone))
+
+
+def _average(series: Sequence[Point], begin: datetime, end: datetime) -> float | None:
+    covered = timedelta(0)
+    weighted = 0.0
+    for point in series:
+        lo, hi = max(point.start, begin), min(point.end, end)
+        if hi > lo:
+            seconds = (hi - lo).total_seconds()
+            weighted += point.intensity * seconds
+            covered += hi - lo
+    span = end - begin
+    # Allow a second of slack for providers whose intervals do not quite abut.
+    if span - covered > timedelta(seconds=1):
+        return None
+    return weighted / covered.total_seconds()
