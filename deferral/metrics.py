@@ -1,0 +1,50 @@
+"""Prometheus metrics of the webhook and the controller, in their own registry (tests build many)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+RELEASE_REASONS = ("window_reached", "deadline_guard", "invalid", "error")
+
+# Deferrals range from minutes to a few days.
+_DELAY_BUCKETS = (0.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 86400.0, 259200.0)
+_AVOIDED_BUCKETS = (-50.0, 0.0, 10.0, 25.0, 50.0, 100.0, 200.0, 400.0)
+
+
+class DeferralMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.admissions = Counter(
+            "deferral_admissions",
+            "Admission reviews by outcome: gated, skipped (not opted in or already gated), error.",
+            ["outcome"],
+            registry=r,
+        )
+        self.pods_waiting = Gauge(
+            "deferral_pods_waiting",
+            "Pods held by the green-window gate, as this replica sees them.",
+            registry=r,
+        )
+        self.planned_delay = Histogram(
+            "deferral_planned_delay_seconds",
+            "Delay from the pod's creation to its planned start, observed when a pod is released.",
+            buckets=_DELAY_BUCKETS,
+            registry=r,
+        )
+        self.intensity_avoided = Histogram(
+            "deferral_intensity_avoided_gco2eq_per_kwh",
+            "Estimated g/kWh avoided per released pod: forecast now minus forecast at the planned start.",
+            buckets=_AVOIDED_BUCKETS,
+            registry=r,
+        )
+        self.releases = Counter("deferral_releases", "Gates removed, by reason.", ["reason"], registry=r)
+        for reason in RELEASE_REASONS:
+            self.releases.labels(reason=reason)
+        self.feed_requests = Counter(
+            "deferral_feed_requests", "Calls to the feed's /v1/best by outcome.", ["outcome"], registry=r
+        )
+        self.is_leader = Gauge("deferral_leader", "1 while this replica holds the Lease.", registry=r)
+        self.errors = Counter(
+            "deferral_api_errors", "Failed Kubernetes API calls by operation.", ["operation"], registry=r
+        )

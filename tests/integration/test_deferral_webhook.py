@@ -1,0 +1,149 @@
+"""The mutating webhook over real loopback HTTP: gate added once, never blocks, bad input allowed."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from deferral.metrics import DeferralMetrics
+from deferral.webhook import KEY_METRICS, add_webhook_routes, gate_patch
+
+GATE = "carbon-aware.io/green-window"
+OPTED_IN = {"carbon-aware.io/duration": "1h", "carbon-aware.io/max-delay": "6h"}
+
+ClientFactory = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
+
+
+def review(pod: dict[str, Any], operation: str = "CREATE", kind: str = "Pod") -> dict[str, Any]:
+    return {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
+            "kind": {"group": "", "version": "v1", "kind": kind},
+            "operation": operation,
+            "namespace": "batch",
+            "object": pod,
+        },
+    }
+
+
+def pod(annotations: dict[str, str] | None = None, **spec: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "job-1", "annotations": annotations or {}},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}], **spec},
+    }
+
+
+@pytest.fixture
+async def client(aiohttp_client: ClientFactory) -> TestClient[Any, Any]:
+    app = web.Application()
+    add_webhook_routes(app, DeferralMetrics())
+    return await aiohttp_client(app)
+
+
+def apply(obj: dict[str, Any], ops: list[dict[str, Any]]) -> dict[str, Any]:
+    """Just enough RFC 6902 'add' to check the patch does what the API server would do."""
+    for op in ops:
+        assert op["op"] == "add"
+        parts = op["path"].strip("/").split("/")
+        target: Any = obj
+        for part in parts[:-1]:
+            target = target[part]
+        if parts[-1] == "-":
+            target.append(op["value"])
+        else:
+            target[parts[-1]] = op["value"]
+    return obj
+
+
+async def post(client: TestClient[Any, Any], body: Any) -> dict[str, Any]:
+    resp = await client.post("/mutate", data=orjson.dumps(body), headers={"Content-Type": "application/json"})
+    assert resp.status == 200
+    answer = await resp.json()
+    assert answer["apiVersion"] == "admission.k8s.io/v1"
+    assert answer["kind"] == "AdmissionReview"
+    response: dict[str, Any] = answer["response"]
+    assert response["allowed"] is True
+    return response
+
+
+async def test_opted_in_pod_gets_the_gate_once(client: TestClient[Any, Any]) -> None:
+    original = pod(OPTED_IN)
+    response = await post(client, review(original))
+    assert response["uid"] == "705ab4f5-6393-11e8-b7cc-42010a800002"
+    assert response["patchType"] == "JSONPatch"
+    ops = orjson.loads(base64.b64decode(response["patch"]))
+    gated = apply(original, ops)
+    assert gated["spec"]["schedulingGates"] == [{"name": GATE}]
+    assert "warnings" not in response
+    # Reinvocation (reinvocationPolicy, or a retry) must not add a second gate.
+    again = await post(client, review(gated))
+    assert "patch" not in again
+
+
+async def test_gate_is_appended_to_existing_gates(client: TestClient[Any, Any]) -> None:
+    original = pod(OPTED_IN, schedulingGates=[{"name": "other.io/gate"}])
+    ops = orjson.loads(base64.b64decode((await post(client, review(original)))["patch"]))
+    assert apply(original, ops)["spec"]["schedulingGates"] == [{"name": "other.io/gate"}, {"name": GATE}]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        review(pod()),
+        review(pod({"carbon-aware.io/duration": "1h"})),
+        review(pod(OPTED_IN, nodeName="node-a")),
+        review(pod(OPTED_IN, schedulingGates=[{"name": GATE}])),
+        review(pod(OPTED_IN), operation="UPDATE"),
+        review(pod(OPTED_IN), kind="Deployment"),
+    ],
+)
+async def test_pods_that_did_not_opt_in_are_left_alone(client: TestClient[Any, Any], body: Any) -> None:
+    response = await post(client, body)
+    assert "patch" not in response
+
+
+async def test_invalid_annotations_are_gated_with_a_warning(client: TestClient[Any, Any]) -> None:
+    response = await post(
+        client, review(pod({"carbon-aware.io/duration": "soon", "carbon-aware.io/max-delay": "1h"}))
+    )
+    assert response["patchType"] == "JSONPatch"
+    assert any("duration" in warning for warning in response["warnings"])
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"not json", b"[]", b"{}", b'{"request": {"uid": 5}}', orjson.dumps(review({"metadata": 7}))],
+)
+async def test_garbage_is_allowed_and_the_service_keeps_serving(
+    client: TestClient[Any, Any], raw: bytes
+) -> None:
+    resp = await client.post("/mutate", data=raw, headers={"Content-Type": "application/json"})
+    assert resp.status in (200, 400)
+    answer = await resp.json()
+    assert answer["response"]["allowed"] is True
+    assert "patch" not in answer["response"]
+    ok = await post(client, review(pod(OPTED_IN)))
+    assert "patch" in ok
+
+
+async def test_outcomes_are_counted(client: TestClient[Any, Any]) -> None:
+    await post(client, review(pod(OPTED_IN)))
+    await post(client, review(pod()))
+    await client.post("/mutate", data=b"{", headers={"Content-Type": "application/json"})
+    registry = client.app[KEY_METRICS].registry
+    assert registry.get_sample_value("deferral_admissions_total", {"outcome": "gated"}) == 1
+    assert registry.get_sample_value("deferral_admissions_total", {"outcome": "skipped"}) == 1
+    assert registry.get_sample_value("deferral_admissions_total", {"outcome": "error"}) == 1
+
+
+def test_gate_patch_ignores_malformed_pods() -> None:
+    assert gate_patch({"metadata": {"annotations": OPTED_IN}, "spec": {"schedulingGates": "x"}}) == []
+    assert gate_patch({"metadata": {"annotations": ["x"]}}) == []
