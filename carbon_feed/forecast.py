@@ -1,0 +1,123 @@
+"""Forecasts: the provider's own when it offers one, otherwise a baseline built from history.
+
+Pure functions, no I/O. The baseline for lead time L hours, issued after the last observed hour, is
+
+    F(L) = w(L) * last + (1 - w(L)) * profile(hour of day of the target)
+    w(L) = exp(-L / TAU_HOURS)            (TAU_HOURS = 3: persistence dominates the first hours)
+    profile(h) = mean of the observations at hour-of-day h over the last PROFILE_DAYS days
+
+so the first hours stay close to what the grid does now (weather and plant outages persist), and day-ahead
+points fall back to the zone's typical daily shape. With no history for an hour of day the profile is
+the mean of everything seen; with no history at all there is no forecast (never a guess).
+bench/forecast_mape.py measures it against persistence and same-hour-yesterday on the replay traces.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+TAU_HOURS = 3.0
+PROFILE_DAYS = 7
+HOUR = timedelta(hours=1)
+BASELINE = "baseline"
+"""Provider name under which the baseline's own forecasts are stored (for its error metrics)."""
+
+# Lead-time buckets for forecast error metrics: a lead falls into the first bucket whose bound is >= it.
+LEAD_BUCKETS: tuple[tuple[str, int], ...] = (
+    ("1h", 3600),
+    ("3h", 3 * 3600),
+    ("6h", 6 * 3600),
+    ("12h", 12 * 3600),
+    ("24h", 24 * 3600),
+    ("48h", 48 * 3600),
+    ("72h", 72 * 3600),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ForecastValue:
+    start: datetime
+    end: datetime
+    intensity: float
+
+
+def floor_hour(moment: datetime) -> datetime:
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def hourly(observations: Iterable[tuple[datetime, float]]) -> dict[datetime, float]:
+    """Mean value per UTC hour (sub-hourly providers such as WattTime's 5-minute MOER are averaged)."""
+    sums: dict[datetime, list[float]] = defaultdict(list)
+    for start, value in observations:
+        sums[floor_hour(start)].append(value)
+    return {hour: sum(values) / len(values) for hour, values in sums.items()}
+
+
+def persistence_weight(lead_hours: float, tau_hours: float = TAU_HOURS) -> float:
+    return math.exp(-lead_hours / tau_hours)
+
+
+def baseline_forecast(
+    observations: Sequence[tuple[datetime, float]],
+    horizon_hours: int,
+    *,
+    tau_hours: float = TAU_HOURS,
+    profile_days: int = PROFILE_DAYS,
+) -> list[ForecastValue]:
+    """Hourly baseline for the `horizon_hours` after the last observed hour ([] without history)."""
+    series = hourly(observations)
+    if not series or horizon_hours <= 0:
+        return []
+    last_hour = max(series)
+    last = series[last_hour]
+    window_start = last_hour - timedelta(days=profile_days)
+    by_hour: dict[int, list[float]] = defaultdict(list)
+    for hour, value in series.items():
+        if hour > window_start:
+            by_hour[hour.hour].append(value)
+    recent = [v for values in by_hour.values() for v in values]
+    overall = sum(recent) / len(recent)
+    result: list[ForecastValue] = []
+    for lead in range(1, horizon_hours + 1):
+        target = last_hour + lead * HOUR
+        values = by_hour.get(target.hour)
+        profile = sum(values) / len(values) if values else overall
+        weight = persistence_weight(lead, tau_hours)
+        result.append(ForecastValue(target, target + HOUR, weight * last + (1 - weight) * profile))
+    return result
+
+
+def lead_bucket(lead_seconds: float) -> str | None:
+    """Bucket label for a lead time; None for leads <= 0 (nowcasts) or beyond the last bucket."""
+    if lead_seconds <= 0:
+        return None
+    for label, bound in LEAD_BUCKETS:
+        if lead_seconds <= bound:
+            return label
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class BucketError:
+    mape: float
+    """Mean absolute percentage error as a ratio (0.08 = 8 %)."""
+    samples: int
+
+
+def mape_by_bucket(pairs: Iterable[tuple[float, float, float]]) -> dict[str, BucketError]:
+    """MAPE per lead bucket from (lead seconds, forecast, actual) triples.
+
+    Actuals of zero are skipped: a percentage error against zero is undefined (and a real grid never
+    reads exactly zero on an average signal).
+    """
+    sums: dict[str, list[float]] = defaultdict(list)
+    for lead, forecast, actual in pairs:
+        bucket = lead_bucket(lead)
+        if bucket is None or actual == 0:
+            continue
+        sums[bucket].append(abs(forecast - actual) / abs(actual))
+    return {b: BucketError(sum(v) / len(v), len(v)) for b, v in sums.items()}
