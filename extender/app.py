@@ -1,0 +1,443 @@
+"""The extender's aiohttp application: routes, middlewares and the request-path glue.
+
+The request path does no I/O except the bind call: it parses the request (wire), looks zones up in
+the node cache or the request's own Node objects, reads the current CarbonView, asks the pure policy,
+and encodes the answer. Everything that refreshes data runs as a Service started in cleanup_ctx.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+import orjson
+from aiohttp import web
+from prometheus_client.aiohttp import make_aiohttp_handler
+
+from carbon_common.timeutil import format_rfc3339, utcnow
+from extender import wire
+from extender.carbon import CarbonState
+from extender.decisions import DecisionRecord, DecisionStore, ZoneFigures, resolve
+from extender.metrics import ExtenderMetrics
+from extender.nodes import NodeLookup
+from extender.policy import Evaluation, PodPolicy, evaluate, pod_policy
+from extender.settings import ExtenderSettings
+from extender.zones import ZoneResolver, load_region_map
+
+log = logging.getLogger("extender")
+
+VERBS = ("filter", "prioritize", "bind", "preempt")
+
+
+class Binder(Protocol):
+    """Creates the Binding (extender/binder.py). Returns None on success, else an error message."""
+
+    async def bind(
+        self, namespace: str, name: str, uid: str, node: str, annotations: Mapping[str, str] | None
+    ) -> str | None: ...
+
+    async def close(self) -> None: ...
+
+
+class Service(Protocol):
+    """A background data source (node cache, snapshot watcher, feed poller)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+@dataclass(slots=True)
+class ExtenderState:
+    settings: ExtenderSettings
+    nodes: NodeLookup
+    carbon: CarbonState
+    binder: Binder | None
+    resolver: ZoneResolver
+    metrics: ExtenderMetrics
+    decisions: DecisionStore
+    clock: Callable[[], datetime] = utcnow
+    monotonic: Callable[[], float] = time.monotonic
+    services: Sequence[Service] = field(default_factory=tuple)
+
+
+STATE = web.AppKey("extender_state", ExtenderState)
+
+
+# --- responses ------------------------------------------------------------------------------------
+
+
+def _json(body: bytes, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.Response(body=body, status=status, content_type="application/json", headers=headers)
+
+
+def error_response(status: int, message: str, headers: Mapping[str, str] | None = None) -> web.Response:
+    # "Error" is the field every extender result type has, so even a scheduler reading an error body
+    # as a result sees the message.
+    return _json(orjson.dumps({"Error": message}), status, headers)
+
+
+# --- middlewares ----------------------------------------------------------------------------------
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure becomes a JSON answer and the process keeps serving."""
+    state = request.app[STATE]
+    if request.method == "POST" and request.match_info.http_exception is None:
+        limit = state.settings.max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            return _too_large(limit)
+        if request.content_type != "application/json":
+            return error_response(
+                415, f"Content-Type must be application/json, got {request.content_type or 'nothing'!r}"
+            )
+    try:
+        return await handler(request)
+    except web.HTTPRequestEntityTooLarge:
+        return _too_large(state.settings.max_body_bytes)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        return error_response(exc.status, f"{exc.reason}: {request.method} {request.path}", headers)
+    except Exception as exc:
+        log.exception("unhandled error", extra={"path": request.path})
+        return error_response(500, f"internal error: {type(exc).__name__}: {exc}")
+
+
+def _too_large(limit: int) -> web.Response:
+    return error_response(413, f"request body exceeds the limit of {limit} bytes (--max-body-bytes)")
+
+
+# --- request helpers ------------------------------------------------------------------------------
+
+
+def _candidates(state: ExtenderState, args: wire.ExtenderArgs) -> tuple[list[str], list[str | None]]:
+    """Node names and their zones, in request order. NodeNames mode asks the node cache; full-Nodes
+    mode reads the labels of the Node objects sent, which are newer than any cache."""
+    if args.node_names is not None:
+        zone_of = state.nodes.zone_of
+        return args.node_names, [zone_of(name) for name in args.node_names]
+    zone_of_labels = state.resolver.zone_of_labels
+    names: list[str] = []
+    zones: list[str | None] = []
+    for item in args.items:
+        meta = item["metadata"]
+        names.append(meta["name"])
+        zones.append(zone_of_labels(meta.get("labels") or _NO_LABELS))
+    return names, zones
+
+
+_NO_LABELS: Mapping[str, str] = {}
+
+
+def _policy(state: ExtenderState, args: wire.ExtenderArgs) -> PodPolicy:
+    policy = pod_policy(args.pod.annotations, state.settings.annotation_prefix)
+    if policy.problems:
+        state.metrics.annotation_problems.inc()
+        log.warning(
+            "malformed pod annotation ignored",
+            extra={"pod": f"{args.pod.namespace}/{args.pod.name}", "problems": list(policy.problems)},
+        )
+    return policy
+
+
+def _log_decision(verb: str, args: wire.ExtenderArgs, ev: Evaluation, nodes: int) -> None:
+    if not log.isEnabledFor(logging.DEBUG):
+        return
+    log.debug(
+        "decision",
+        extra={
+            "verb": verb,
+            "pod": f"{args.pod.namespace}/{args.pod.name}",
+            "uid": args.pod.uid,
+            "nodes": nodes,
+            "optOut": ev.pod.opt_out,
+            "maxIntensity": ev.pod.max_intensity,
+            "problems": list(ev.pod.problems),
+            "meanIntensity": ev.mean_intensity,
+            "zones": {
+                str(z): {
+                    "status": d.status,
+                    "intensity": d.intensity,
+                    "ageSeconds": d.age,
+                    "score": d.score,
+                    "passed": d.passed,
+                    "reason": d.reason,
+                }
+                for z, d in ev.zones.items()
+            },
+        },
+    )
+
+
+class _Timer:
+    """Duration and outcome of one verb call, recorded even when the handler raises."""
+
+    __slots__ = ("metrics", "outcome", "start", "verb")
+
+    def __init__(self, metrics: ExtenderMetrics, verb: str) -> None:
+        self.metrics, self.verb, self.outcome, self.start = metrics, verb, "error", time.perf_counter()
+
+    def __enter__(self) -> _Timer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.metrics.request_duration.labels(self.verb).observe(time.perf_counter() - self.start)
+        self.metrics.requests.labels(self.verb, self.outcome).inc()
+
+
+# --- verbs ----------------------------------------------------------------------------------------
+
+
+async def filter_handler(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    with _Timer(state.metrics, "filter") as timer:
+        body = await request.read()
+        try:
+            args = wire.parse_extender_args(body)
+        except wire.WireError as exc:
+            timer.outcome = "bad_request"
+            return _json(wire.filter_error(str(exc)), 400)
+        policy = _policy(state, args)
+        if policy.opt_out or policy.max_intensity is None:
+            # Nothing can fail: answer the request's own nodes without looking at a single one.
+            timer.outcome = "ok"
+            return _json(wire.filter_result(args, None, {}, {}))
+        names, zones = _candidates(state, args)
+        ev = evaluate(policy, Counter(zones), state.carbon.view, state.clock(), state.settings)
+        _log_decision("filter", args, ev, len(names))
+        failing = {z: d for z, d in ev.zones.items() if not d.passed}
+        if not failing:
+            timer.outcome = "ok"
+            return _json(wire.filter_result(args, None, {}, {}))
+        passed: list[str] = []
+        # Grid intensity cannot be changed by preempting pods, so these are unresolvable.
+        unresolvable: dict[str, str] = {}
+        for name, zone in zip(names, zones, strict=True):
+            decision = failing.get(zone)
+            if decision is None:
+                passed.append(name)
+            else:
+                unresolvable[name] = decision.reason or "carbon policy"
+                reason = "over_cap" if decision.status == "fresh" else "unknown_denied"
+                state.metrics.nodes_filtered.labels(reason).inc()
+        timer.outcome = "ok"
+        return _json(wire.filter_result(args, passed, {}, unresolvable))
+
+
+async def prioritize_handler(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    with _Timer(state.metrics, "prioritize") as timer:
+        body = await request.read()
+        try:
+            args = wire.parse_extender_args(body)
+        except wire.WireError as exc:
+            timer.outcome = "bad_request"
+            return error_response(400, str(exc))
+        policy = _policy(state, args)
+        names, zones = _candidates(state, args)
+        counts = Counter(zones)
+        ev = evaluate(policy, counts, state.carbon.view, state.clock(), state.settings)
+        _log_decision("prioritize", args, ev, len(names))
+        score_of = {z: d.score for z, d in ev.zones.items()}
+        body_out = wire.priority_list(names, [score_of[z] for z in zones])
+        metrics = state.metrics
+        for zone, decision in ev.zones.items():
+            metrics.scores.add(decision.score, counts[zone])
+            if decision.neutral:
+                reason = "opt_out" if policy.opt_out else decision.status
+                metrics.neutral.labels(reason).inc(counts[zone])
+        state.decisions.put(
+            args.pod.uid,
+            DecisionRecord(
+                {
+                    z: ZoneFigures(d.intensity if d.status == "fresh" else None, d.score)
+                    for z, d in ev.zones.items()
+                },
+                ev.mean_intensity,
+                dict(zip(names, zones, strict=True)) if args.node_names is None else {},
+            ),
+            state.monotonic(),
+        )
+        timer.outcome = "ok"
+        return _json(body_out)
+
+
+BIND_DISABLED = (
+    "binding is not enabled on this extender (started without API access for binding); "
+    "remove bindVerb from the scheduler's extender configuration"
+)
+
+
+async def bind_handler(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    with _Timer(state.metrics, "bind") as timer:
+        body = await request.read()
+        try:
+            args = wire.parse_binding_args(body)
+        except wire.WireError as exc:
+            timer.outcome = "bad_request"
+            return _json(orjson.dumps({"Error": str(exc)}), 400)
+        if state.binder is None:
+            state.metrics.binds.labels("disabled").inc()
+            timer.outcome = "ok"
+            return _json(wire.binding_result(BIND_DISABLED))
+        record = state.decisions.pop(args.pod_uid, state.monotonic())
+        decision = resolve(record, args.node, state.nodes.zone_of(args.node))
+        now = state.clock()
+        intensity = decision.intensity
+        view = state.carbon.view
+        if intensity is None and decision.zone is not None and view is not None:
+            # No prioritize call (single feasible node): record what the node's zone is at now.
+            reading = view.fresh(decision.zone, now, state.settings.max_data_age)
+            intensity = reading.intensity if reading is not None else None
+        annotations = None
+        if state.settings.annotate_decision:
+            note = {
+                "zone": decision.zone,
+                "intensity": intensity,
+                "score": decision.score,
+                "candidatesMeanIntensity": decision.mean_intensity,
+                "time": format_rfc3339(now),
+            }
+            annotations = {state.settings.annotation_prefix + "decision": orjson.dumps(note).decode()}
+        error = await _bind(state, args, annotations)
+        if error is None:
+            state.metrics.binds.labels("success").inc()
+            if decision.avoided is not None:
+                state.metrics.avoided.observe(decision.avoided)
+            log.info(
+                "bound",
+                extra={
+                    "pod": f"{args.pod_namespace}/{args.pod_name}",
+                    "node": args.node,
+                    "zone": decision.zone,
+                    "intensity": intensity,
+                    "meanIntensity": decision.mean_intensity,
+                    "avoided": decision.avoided,
+                },
+            )
+        else:
+            state.metrics.binds.labels("error").inc()
+            log.warning("bind failed", extra={"pod": f"{args.pod_namespace}/{args.pod_name}", "error": error})
+        timer.outcome = "ok"
+        return _json(wire.binding_result(error or ""))
+
+
+async def _bind(
+    state: ExtenderState, args: wire.BindingArgs, annotations: Mapping[str, str] | None
+) -> str | None:
+    assert state.binder is not None
+    timeout = state.settings.bind_timeout
+    try:
+        async with asyncio.timeout(timeout):
+            return await state.binder.bind(
+                args.pod_namespace, args.pod_name, args.pod_uid, args.node, annotations
+            )
+    except TimeoutError:
+        return f"binding {args.pod_namespace}/{args.pod_name} to {args.node} timed out after {timeout:g}s"
+    except Exception as exc:
+        log.exception("binder raised", extra={"pod": f"{args.pod_namespace}/{args.pod_name}"})
+        return f"binding {args.pod_namespace}/{args.pod_name} to {args.node} failed: {exc}"
+
+
+async def preempt_handler(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    with _Timer(state.metrics, "preempt") as timer:
+        body = await request.read()
+        try:
+            args = wire.parse_preemption_args(body)
+        except wire.WireError as exc:
+            timer.outcome = "bad_request"
+            return error_response(400, str(exc))
+        # Carbon data cannot be improved by evicting pods: pass the scheduler's choice through.
+        timer.outcome = "ok"
+        return _json(wire.preemption_result(args.victims))
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return _json(b'{"status":"ok"}')
+
+
+async def readyz(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    ready = state.nodes.synced
+    # Missing carbon data does not make the extender unready: it scores neutrally instead, so the
+    # scheduler never stalls because a carbon API is down.
+    body = {"ready": ready, "nodes": len(state.nodes), "carbonData": state.carbon.view is not None}
+    return _json(orjson.dumps(body), 200 if ready else 503)
+
+
+# --- factory --------------------------------------------------------------------------------------
+
+
+def create_app(
+    settings: ExtenderSettings,
+    nodes: NodeLookup,
+    carbon: CarbonState,
+    binder: Binder | None = None,
+    *,
+    services: Sequence[Service] = (),
+    resolver: ZoneResolver | None = None,
+    metrics: ExtenderMetrics | None = None,
+    decisions: DecisionStore | None = None,
+    clock: Callable[[], datetime] = utcnow,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> web.Application:
+    """Build the app. `services` are started in order on startup and stopped in reverse on cleanup."""
+    if resolver is None:
+        resolver = ZoneResolver(
+            settings.zone_label, settings.region_label, load_region_map(settings.region_map_file)
+        )
+    state = ExtenderState(
+        settings=settings,
+        nodes=nodes,
+        carbon=carbon,
+        binder=binder,
+        resolver=resolver,
+        metrics=metrics or ExtenderMetrics(nodes, carbon),
+        decisions=decisions or DecisionStore(),
+        clock=clock,
+        monotonic=monotonic,
+        services=tuple(services),
+    )
+    app = web.Application(middlewares=[errors_middleware], client_max_size=settings.max_body_bytes)
+    app[STATE] = state
+    app.router.add_post("/filter", filter_handler)
+    app.router.add_post("/prioritize", prioritize_handler)
+    app.router.add_post("/bind", bind_handler)
+    app.router.add_post("/preempt", preempt_handler)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", make_aiohttp_handler(state.metrics.registry))
+    app.cleanup_ctx.append(_services_ctx)
+    return app
+
+
+async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
+    started: list[Service] = []
+    try:
+        for service in app[STATE].services:
+            await service.start()
+            started.append(service)
+        yield
+    finally:
+        for service in reversed(started):
+            try:
+                await service.stop()
+            except Exception:
+                log.exception("service stop failed", extra={"service": type(service).__name__})
+
+
+def settings_of(app: web.Application) -> ExtenderSettings:
+    return app[STATE].settings

@@ -1,0 +1,211 @@
+"""Carbon data for the request path: an immutable CarbonView, and the background sources that replace it.
+
+The request path only reads `CarbonState.view` (one attribute load). Sources (a snapshot file watcher
+or an HTTP poller of carbon-feed) build a new view off the request path and swap it in; a bad update
+is logged and counted and the last good view stays, so a broken feed never erases known data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import aiohttp
+
+from carbon_common.snapshot import Snapshot, SnapshotError, ZoneReading, parse_snapshot
+from carbon_common.timeutil import utcnow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class CarbonView:
+    snapshot: Snapshot
+    loaded_at: datetime
+    source: str = ""
+
+    def reading(self, zone: str) -> ZoneReading | None:
+        return self.snapshot.zones.get(zone)
+
+    def age(self, zone: str, now: datetime) -> float | None:
+        """Seconds since the zone's observation; None if the zone is absent. Clock skew that puts an
+        observation slightly in the future counts as age 0 rather than a negative age."""
+        reading = self.snapshot.zones.get(zone)
+        if reading is None:
+            return None
+        return max(0.0, (now - reading.observed_at).total_seconds())
+
+    def fresh(self, zone: str, now: datetime, max_age: float) -> ZoneReading | None:
+        """The zone's reading if it is at most `max_age` seconds old, else None."""
+        reading = self.snapshot.zones.get(zone)
+        if reading is None or (now - reading.observed_at).total_seconds() > max_age:
+            return None
+        return reading
+
+
+class CarbonState:
+    """The current view, swapped atomically by a background source. `view` is None until first data."""
+
+    __slots__ = ("errors", "last_error", "updates", "view")
+
+    def __init__(self, view: CarbonView | None = None) -> None:
+        self.view = view
+        self.updates = 0
+        self.errors = 0
+        self.last_error: str | None = None
+
+    def set(self, view: CarbonView) -> None:
+        self.view = view
+        self.updates += 1
+
+    def record_error(self, message: str) -> None:
+        self.errors += 1
+        self.last_error = message
+
+
+class SnapshotFileWatcher:
+    """Reloads the snapshot file whenever its (inode, size, mtime) changes.
+
+    carbon-feed replaces the file by rename, so the inode changes on every write; size and mtime catch
+    editors and tests that rewrite in place. Polling (default 1 s) needs no inotify and works on every
+    volume type Kubernetes mounts.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], state: CarbonState, interval: float = 1.0) -> None:
+        self.path = Path(path)
+        self.state = state
+        self.interval = interval
+        self._signature: tuple[int, int, int] | None = None
+        self._missing_logged = False
+        self._task: asyncio.Task[None] | None = None
+
+    def check(self) -> bool:
+        """Reload if the file changed. Returns True when a new view was installed."""
+        try:
+            st = os.stat(self.path)
+        except OSError as exc:
+            if not self._missing_logged:
+                log.warning(
+                    "snapshot file unavailable, keeping last data",
+                    extra={"path": str(self.path), "error": str(exc)},
+                )
+                self._missing_logged = True
+            return False
+        self._missing_logged = False
+        signature = (st.st_ino, st.st_size, st.st_mtime_ns)
+        if signature == self._signature:
+            return False
+        self._signature = signature
+        try:
+            snapshot = parse_snapshot(self.path.read_bytes())
+        except (OSError, SnapshotError) as exc:
+            self.state.record_error(str(exc))
+            log.error(
+                "bad snapshot file, keeping last good data", extra={"path": str(self.path), "error": str(exc)}
+            )
+            return False
+        self.state.set(CarbonView(snapshot, utcnow(), f"file:{self.path}"))
+        log.info("snapshot loaded", extra={"path": str(self.path), "zones": len(snapshot.zones)})
+        return True
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            self.check()
+
+    async def start(self) -> None:
+        self.check()
+        self._task = asyncio.create_task(self._run(), name="snapshot-file-watcher")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+
+class FeedPoller:
+    """Polls `{feed_url}/v1/snapshot` with If-None-Match; on errors retries sooner with exponential
+    backoff (1 s, 2 s, 4 s ... capped at the poll interval) plus jitter, so a restarted feed is picked
+    up quickly without a thundering herd."""
+
+    def __init__(
+        self,
+        feed_url: str,
+        state: CarbonState,
+        interval: float = 30.0,
+        timeout: float = 10.0,
+        min_backoff: float = 1.0,
+    ) -> None:
+        self.url = feed_url.rstrip("/") + "/v1/snapshot"
+        self.state = state
+        self.interval = interval
+        self.timeout = timeout
+        self.min_backoff = min_backoff
+        self.etag: str | None = None
+        self.failures = 0
+        self._session: aiohttp.ClientSession | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def poll_once(self) -> bool:
+        """One GET. Returns True when a new view was installed; errors are recorded, never raised."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
+        headers = {"Accept": "application/json"}
+        if self.etag is not None:
+            headers["If-None-Match"] = self.etag
+        try:
+            async with self._session.get(self.url, headers=headers) as response:
+                if response.status == 304:
+                    self.failures = 0
+                    return False
+                if response.status != 200:
+                    raise SnapshotError(f"feed answered HTTP {response.status}")
+                body = await response.read()
+                etag = response.headers.get("ETag")
+            snapshot = parse_snapshot(body)
+        except (aiohttp.ClientError, TimeoutError, SnapshotError) as exc:
+            self.failures += 1
+            message = str(exc) or type(exc).__name__
+            self.state.record_error(message)
+            log.warning(
+                "feed poll failed, keeping last good data",
+                extra={"url": self.url, "error": message, "failures": self.failures},
+            )
+            return False
+        self.failures = 0
+        self.etag = etag
+        self.state.set(CarbonView(snapshot, utcnow(), self.url))
+        log.info("snapshot fetched", extra={"url": self.url, "zones": len(snapshot.zones)})
+        return True
+
+    def next_delay(self) -> float:
+        if self.failures == 0:
+            return self.interval
+        backoff: float = min(self.interval, self.min_backoff * 2.0 ** (self.failures - 1))
+        return backoff * random.uniform(0.8, 1.2)
+
+    async def _run(self) -> None:
+        while True:
+            await self.poll_once()
+            await asyncio.sleep(self.next_delay())
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="feed-poller")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
