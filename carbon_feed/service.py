@@ -1,0 +1,350 @@
+"""The feed's engine: refresh loops per provider, the store, forecasts and the snapshot.
+
+The in-memory view (`FeedState`) is rebuilt from the store after every refresh, so what the API and the
+snapshot file show is always what survived a commit: after a crash or restart the same rebuild runs
+first, from the store alone, and the snapshot is written before any provider is contacted.
+
+Zone policy (one reading per zone in the snapshot): the freshest *average* reading wins, a marginal one
+only when no provider gives an average for the zone (the two are not comparable, see REFERENCE.md §7);
+index signals (percentiles) never enter the snapshot. A zone whose newest reading ended more than
+`stale_after_seconds` ago is left out of the snapshot rather than guessed; the API still shows it,
+marked stale, with its age.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import aiohttp
+
+from carbon_common.snapshot import (
+    MAX_PLAUSIBLE_INTENSITY,
+    ForecastPoint,
+    Snapshot,
+    ZoneReading,
+    encode_snapshot,
+    write_snapshot_atomic,
+)
+from carbon_common.timeutil import utcnow
+from carbon_feed.config import FeedSettings, ProviderConfig
+from carbon_feed.forecast import BASELINE, LEAD_BUCKETS, ForecastValue, baseline_forecast, mape_by_bucket
+from carbon_feed.metrics import FeedMetrics
+from carbon_feed.model import Provider, Reading
+from carbon_feed.replay import ReplayProvider
+from carbon_feed.store import Store
+
+log = logging.getLogger(__name__)
+
+PRUNE_EVERY = timedelta(hours=1)
+ERRORS_EVERY = timedelta(minutes=10)
+ERROR_WINDOW = timedelta(days=7)
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneView:
+    reading: Reading
+    fresh: bool
+    forecast: tuple[ForecastValue, ...] = ()
+    forecast_source: str | None = None
+    """The provider whose forecast this is, or "baseline"."""
+
+
+@dataclass(slots=True)
+class FeedState:
+    """What the API serves. Replaced as a whole (never mutated in place) after each rebuild."""
+
+    zones: dict[str, ZoneView] = field(default_factory=dict)
+    indexes: dict[str, Reading] = field(default_factory=dict)
+    snapshot: Snapshot | None = None
+    snapshot_bytes: bytes = b""
+    etag: str = ""
+    loaded: bool = False
+    """True once the store was read (or a refresh completed): /readyz."""
+
+
+def build_provider(
+    config: ProviderConfig,
+    session: aiohttp.ClientSession,
+    observer: Callable[[str, str, float], None] | None,
+) -> Provider:
+    """Our own kind ("replay") directly; every other kind through the providers package."""
+    if config.kind == "replay":
+        return ReplayProvider(config.name, config.options)
+    from carbon_feed import providers
+
+    factory: Any = getattr(providers, "build_provider", None)
+    if factory is None:
+        raise RuntimeError(f"provider kind {config.kind!r} is not available in this build")
+    provider: Provider = factory(config.kind, config.name, config.options, session, observer)
+    return provider
+
+
+def choose_zone_readings(latest: Sequence[Reading], order: Mapping[str, int]) -> dict[str, Reading]:
+    """One reading per zone: average beats marginal; then the newest; then the first provider listed."""
+
+    def rank(r: Reading) -> tuple[int, datetime, int]:
+        return (1 if r.signal == "average" else 0, r.start, -order.get(r.provider, len(order)))
+
+    chosen: dict[str, Reading] = {}
+    for reading in latest:
+        if reading.signal == "index":
+            continue
+        best = chosen.get(reading.zone)
+        if best is None or rank(reading) > rank(best):
+            chosen[reading.zone] = reading
+    return chosen
+
+
+def is_fresh(reading: Reading, now: datetime, stale_after: timedelta) -> bool:
+    return now - (reading.start + timedelta(seconds=reading.period_seconds)) <= stale_after
+
+
+def build_snapshot(zones: Mapping[str, ZoneView], now: datetime) -> Snapshot:
+    """The contract object: fresh zones only, forecast points from the current period on."""
+    out: dict[str, ZoneReading] = {}
+    for name, view in zones.items():
+        r = view.reading
+        if not view.fresh or r.signal == "index" or not 0 <= r.value <= MAX_PLAUSIBLE_INTENSITY:
+            continue
+        points = tuple(
+            ForecastPoint(p.start, p.end, p.intensity)
+            for p in view.forecast
+            if p.end > now and p.end > p.start and 0 <= p.intensity <= MAX_PLAUSIBLE_INTENSITY
+        )
+        out[name] = ZoneReading(
+            zone=name,
+            intensity=r.value,
+            observed_at=r.start,
+            source=r.provider,
+            estimated=r.estimated,
+            signal="marginal" if r.signal == "marginal" else "average",
+            forecast=points,
+        )
+    return Snapshot(generated_at=now, zones=out)
+
+
+class FeedService:
+    def __init__(
+        self,
+        settings: FeedSettings,
+        *,
+        store: Store | None = None,
+        metrics: FeedMetrics | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        providers: Sequence[tuple[ProviderConfig, Provider]] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store or Store(settings.db)
+        self.metrics = metrics or FeedMetrics()
+        self.clock = clock
+        self.state = FeedState()
+        self._given = list(providers) if providers is not None else None
+        self.providers: list[tuple[ProviderConfig, Provider]] = []
+        self._order: dict[str, int] = {}
+        self._rebuild_lock = asyncio.Lock()
+        self._session: aiohttp.ClientSession | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._last_prune = datetime.min.replace(tzinfo=utcnow().tzinfo)
+        self._last_errors = self._last_prune
+        self.refreshes = 0
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Open the store, serve and write what it holds, then start one refresh loop per provider."""
+        await self.store.aopen()
+        self._session = aiohttp.ClientSession()
+        if self._given is not None:
+            self.providers = self._given
+        else:
+            observer = self.metrics.observe_request
+            self.providers = [
+                (c, build_provider(c, self._session, observer)) for c in self.settings.providers
+            ]
+        self._order = {c.name: i for i, (c, _) in enumerate(self.providers)}
+        await self.rebuild()
+        self.state.loaded = True
+        for config, provider in self.providers:
+            self._tasks.append(
+                asyncio.create_task(self._loop(config, provider), name=f"refresh-{config.name}")
+            )
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        if self._session is not None:
+            await self._session.close()
+        await self.store.aclose()
+
+    # -- refresh ---------------------------------------------------------------------------------
+    def _interval(self, config: ProviderConfig) -> float:
+        return config.interval_seconds or self.settings.refresh_interval_seconds
+
+    async def _loop(self, config: ProviderConfig, provider: Provider) -> None:
+        interval = self._interval(config)
+        while True:
+            await self.refresh(config, provider)
+            jitter = self.settings.jitter_ratio
+            await asyncio.sleep(interval * (1 + random.uniform(-jitter, jitter)))
+
+    async def refresh(self, config: ProviderConfig, provider: Provider) -> bool:
+        """One round for one provider; never raises (a failed round is logged and counted)."""
+        now = self.clock()
+        started = time.monotonic()
+        # The providers bound their own retries; this outer limit only guards against a hung client.
+        limit = min(600.0, max(30.0, 2 * self._interval(config)))
+        try:
+            async with asyncio.timeout(limit):
+                result = await provider.fetch(config.zones, now)
+            written = await self.store.aput(result.readings, now)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.metrics.fetches.labels(config.name, "error").inc()
+            self.metrics.fetch_seconds.labels(config.name).observe(time.monotonic() - started)
+            # str(exc) only: provider errors never carry secrets (carbon_feed.http redacts them).
+            log.warning(
+                "refresh failed",
+                extra={"provider": config.name, "error": f"{type(exc).__name__}: {exc}"},
+            )
+            return False
+        self.metrics.fetches.labels(config.name, "ok").inc()
+        self.metrics.fetch_seconds.labels(config.name).observe(time.monotonic() - started)
+        self.metrics.record_rejected(config.name, result.rejected)
+        stamp = time.time()
+        for zone in {r.zone for r in result.readings if not r.forecast}:
+            self.metrics.last_success.labels(config.name, zone).set(stamp)
+        log.debug(
+            "refreshed",
+            extra={"provider": config.name, "readings": len(result.readings), "written": written},
+        )
+        self.refreshes += 1
+        await self.rebuild()
+        return True
+
+    # -- the view --------------------------------------------------------------------------------
+    async def _zone_forecast(
+        self, reading: Reading, now: datetime
+    ) -> tuple[tuple[ForecastValue, ...], str | None]:
+        since = now - timedelta(seconds=reading.period_seconds)
+        offered = await self.store.aforecast(reading.provider, reading.zone, reading.signal, since)
+        if offered:
+            values = tuple(
+                ForecastValue(p.start, p.start + timedelta(seconds=p.period_seconds), p.value)
+                for p in offered
+            )
+            return values, reading.provider
+        # No provider forecast: the baseline, built from this provider's own history of the zone.
+        history = await self.store.ahistory(
+            reading.zone, now - timedelta(days=8), now + timedelta(hours=1), reading.signal
+        )
+        observations = [(h.start, h.value) for h in history if h.provider == reading.provider]
+        values = tuple(baseline_forecast(observations, self.settings.forecast_horizon_hours))
+        if not values:
+            return (), None
+        issued = reading.start  # one stored baseline per observed period, so reruns upsert, not pile up
+        await self.store.aput(
+            [
+                Reading(
+                    BASELINE,
+                    reading.zone,
+                    reading.signal,
+                    v.start,
+                    3600,
+                    v.intensity,
+                    True,
+                    None,
+                    True,
+                    issued,
+                )
+                for v in values
+            ],
+            now,
+        )
+        return values, BASELINE
+
+    async def rebuild(self) -> None:
+        async with self._rebuild_lock:
+            now = self.clock()
+            latest = await self.store.alatest()
+            stale_after = timedelta(seconds=self.settings.stale_after_seconds)
+            chosen = choose_zone_readings(latest, self._order)
+            zones: dict[str, ZoneView] = {}
+            for zone, reading in sorted(chosen.items()):
+                forecast, source = await self._zone_forecast(reading, now)
+                zones[zone] = ZoneView(reading, is_fresh(reading, now, stale_after), forecast, source)
+            indexes = {r.zone: r for r in latest if r.signal == "index"}
+            snapshot = build_snapshot(zones, now)
+            body = encode_snapshot(snapshot)
+            # The ETag ignores generatedAt: it changes only when the data does, so pollers get 304s.
+            content = encode_snapshot(
+                Snapshot(generated_at=datetime.fromtimestamp(0, now.tzinfo), zones=snapshot.zones)
+            )
+            etag = '"' + hashlib.sha256(content).hexdigest()[:32] + '"'
+            self.state = FeedState(zones, indexes, snapshot, body, etag, self.state.loaded)
+            await self._write_snapshot(snapshot)
+            self._update_metrics(zones, indexes, now)
+            await self._housekeeping(now)
+
+    async def _write_snapshot(self, snapshot: Snapshot) -> None:
+        path = self.settings.snapshot_file
+        if not path:
+            return
+        try:
+            await asyncio.to_thread(write_snapshot_atomic, path, snapshot)
+        except OSError as exc:
+            # A full or read-only volume must not stop the feed: /v1/snapshot still serves it.
+            self.metrics.snapshot_writes.labels("error").inc()
+            log.error("snapshot write failed", extra={"path": path, "error": str(exc)})
+            return
+        self.metrics.snapshot_writes.labels("ok").inc()
+
+    def _update_metrics(
+        self, zones: Mapping[str, ZoneView], indexes: Mapping[str, Reading], now: datetime
+    ) -> None:
+        m = self.metrics
+        m.snapshot_zones.set(sum(1 for v in zones.values() if v.fresh))
+        for zone, view in zones.items():
+            m.intensity.labels(zone, view.reading.signal).set(view.reading.value)
+            for label, bound in LEAD_BUCKETS:
+                target = now + timedelta(seconds=bound)
+                point = next((p for p in view.forecast if p.start <= target < p.end), None)
+                if point is not None:
+                    m.forecast.labels(zone, label).set(point.intensity)
+        for zone, reading in indexes.items():
+            m.index.labels(zone).set(reading.value)
+
+    async def _housekeeping(self, now: datetime) -> None:
+        if now - self._last_prune >= PRUNE_EVERY:
+            self._last_prune = now
+            removed = await self.store.aprune(now, timedelta(days=self.settings.retention_days))
+            if removed:
+                log.info("pruned history", extra={"rows": removed})
+        if now - self._last_errors >= ERRORS_EVERY:
+            self._last_errors = now
+            await self.update_forecast_errors(now)
+        rows, size = await self.store.acounts()
+        self.metrics.store_rows.set(rows)
+        self.metrics.store_bytes.set(size)
+
+    async def update_forecast_errors(self, now: datetime) -> None:
+        """MAPE per lead bucket for each provider's own forecasts and for the baseline."""
+        since = now - ERROR_WINDOW
+        for config, _ in self.providers:
+            for source in (config.name, BASELINE):
+                pairs = await self.store.aforecast_pairs(source, config.name, since)
+                errors = mape_by_bucket((p.lead_seconds, p.forecast, p.actual) for p in pairs)
+                label = config.name if source == config.name else f"{BASELINE}:{config.name}"
+                self.metrics.record_errors(label, errors)
