@@ -19,6 +19,7 @@ import logging
 import math
 import random
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -274,12 +275,16 @@ class HttpClient:
         self._session = session
         self._observer = observer
         self._secrets = tuple(secrets)
+        # Rotating values (WattTime tokens): the last few are enough, older ones are long expired.
+        self._rotating: deque[Secret] = deque(maxlen=4)
         self._clock, self._sleep, self._wall, self._rng = clock, sleep, wall, rng
 
-    def add_secret(self, secret: Secret | None) -> None:
-        """Register a value (e.g. a freshly issued token) to mask in error text."""
-        if secret is not None:
-            self._secrets = (*self._secrets, secret)
+    def add_secret(self, secret: Secret) -> None:
+        """Register a rotating value (e.g. a freshly issued token) to mask in error text."""
+        self._rotating.append(secret)
+
+    def _all_secrets(self) -> tuple[Secret | None, ...]:
+        return (*self._secrets, *self._rotating)
 
     async def get_json(
         self,
@@ -369,7 +374,7 @@ class HttpClient:
                 f"{where}: no complete response within {seconds:g} s", outcome="timeout"
             ) from None
         except aiohttp.ClientError as exc:
-            detail = redact(str(exc), self._secrets)[:_BODY_SNIPPET]
+            detail = redact(str(exc), self._all_secrets())[:_BODY_SNIPPET]
             raise UnavailableError(f"{where}: {type(exc).__name__}: {detail}", outcome="network") from None
         if 200 <= status < 300:
             try:
@@ -394,7 +399,7 @@ class HttpClient:
 
     def _snippet(self, body: bytes) -> str:
         text = body[:_BODY_SNIPPET].decode("utf-8", errors="replace").strip()
-        return redact(" ".join(text.split()), self._secrets)
+        return redact(" ".join(text.split()), self._all_secrets())
 
     def _observe(self, outcome: Outcome, seconds: float) -> None:
         if self._observer is None:

@@ -89,3 +89,11 @@ def redact(text: str, secrets: Iterable[Secret | None]) -> str:
 
 
 _BEARER = re.compile(r"Bearer\s+[A-Za-z0-9._~+/=-]+")
+
+
+def require_secret(options: Mapping[str, Any], key: str) -> Secret:
+    """load_secret for secrets a provider cannot work without."""
+    secret = load_secret(options, key, required=True)
+    if secret is None:  # unreachable with required=True; keeps the type narrow without assert
+        raise SecretError(f"{key} is required")
+    return secret
