@@ -48,6 +48,18 @@ def helm_binary() -> Path:
     raise ChartUnavailable("helm not found: run hack/install-tools.sh (or `make tools`)")
 
 
+def pinned_kube_version() -> str:
+    """The Kubernetes version the harness builds (hack/controlplane/k8s/go.mod), e.g. v1.35.8."""
+    for line in (REPO_ROOT / "hack/controlplane/k8s/go.mod").read_text().splitlines():
+        # Either `require k8s.io/kubernetes vX` or the module line inside a `require (...)` block.
+        parts = line.split("//")[0].split()
+        if parts[:1] == ["require"]:
+            parts = parts[1:]
+        if len(parts) == 2 and parts[0] == "k8s.io/kubernetes":
+            return parts[1]
+    raise ChartUnavailable("no k8s.io/kubernetes requirement in hack/controlplane/k8s/go.mod")
+
+
 def render_chart(
     values: Mapping[str, Any], workdir: Path, *, release: str = "e2e", show_only: str | None = None
 ) -> list[dict[str, Any]]:
@@ -66,6 +78,9 @@ def render_chart(
         "e2e-chart",
         "-f",
         str(values_file),
+        # helm template has no cluster to ask: render for the version these tests run against.
+        "--kube-version",
+        pinned_kube_version(),
     ]
     if show_only:
         argv += ["--show-only", show_only]
@@ -112,7 +127,9 @@ def scheduler_values(
         "httpTimeout": http_timeout,
     }
     if tls:
-        extender["tls"] = {"enabled": True, **tls}
+        # The chart insists the extender's serving certificate has a source (a Secret here); it only
+        # shapes the Deployment, which the harness does not run: the test process serves its own cert.
+        extender["tls"] = {"enabled": True, "secretName": "e2e-extender-tls", **tls}
     return {
         "scheduler": {"name": name, "percentageOfNodesToScore": 100, "leaderElection": {"enabled": False}},
         "extender": extender,
