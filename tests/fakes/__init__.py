@@ -1,0 +1,1 @@
+"""Loopback fakes shared by tests (fake Kubernetes API server, provider emulators)."""
