@@ -1,0 +1,133 @@
+"""The carbon-deferral service: webhook routes, health, metrics, and the controller's background tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import socket
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+from kubernetes_asyncio import client
+from prometheus_client.aiohttp import make_aiohttp_handler
+
+from carbon_common.kube import WatchStats, list_watch, load_api_client
+from deferral.annotations import GATE
+from deferral.controller import ControllerOptions, GreenWindowController
+from deferral.feed import FeedClient
+from deferral.kubeio import KubePodWriter
+from deferral.leader import LeaderElector, LeaseConfig
+from deferral.metrics import DeferralMetrics
+from deferral.settings import DeferralSettings
+from deferral.webhook import add_webhook_routes
+
+log = logging.getLogger(__name__)
+
+KEY_SETTINGS = web.AppKey("deferral_settings", DeferralSettings)
+KEY_METRICS = web.AppKey("deferral_metrics", DeferralMetrics)
+KEY_WATCH = web.AppKey("deferral_watch_stats", WatchStats)
+KEY_CONTROLLER = web.AppKey("deferral_controller", GreenWindowController)
+
+
+async def healthz(_: web.Request) -> web.Response:
+    return web.json_response({"ok": True})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    # Ready once the pod cache has listed: before that a new leader would not know the waiting pods.
+    # The webhook alone is always ready (it needs nothing but itself).
+    stats = request.app.get(KEY_WATCH)
+    if stats is not None and not stats.synced:
+        return web.json_response({"ready": False, "reason": "pod cache not synced"}, status=503)
+    return web.json_response({"ready": True})
+
+
+def create_app(settings: DeferralSettings, metrics: DeferralMetrics | None = None) -> web.Application:
+    app = web.Application(client_max_size=4 * 1024 * 1024)
+    metrics = metrics or DeferralMetrics()
+    app[KEY_SETTINGS] = settings
+    app[KEY_METRICS] = metrics
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", make_aiohttp_handler(metrics.registry))
+    if settings.webhook:
+        add_webhook_routes(app, metrics, settings.annotation_prefix)
+    if settings.controller:
+        app[KEY_WATCH] = WatchStats()
+        app.cleanup_ctx.append(_controller_ctx)
+    return app
+
+
+async def _controller_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[KEY_SETTINGS]
+    metrics = app[KEY_METRICS]
+    api = await load_api_client(settings.kubeconfig)
+    identity = settings.identity or socket.gethostname()
+    session = aiohttp.ClientSession()
+    elector: LeaderElector | None = None
+    if settings.leader_elect:
+        elector = LeaderElector(
+            api,
+            LeaseConfig(
+                namespace=settings.lease_namespace,
+                name=settings.lease_name,
+                identity=identity,
+                lease_duration=settings.lease_duration,
+                renew_deadline=settings.renew_deadline,
+                retry_period=settings.retry_period,
+            ),
+            on_change=lambda leading: metrics.is_leader.set(1 if leading else 0),
+        )
+    else:
+        metrics.is_leader.set(1)
+    controller = GreenWindowController(
+        writer=KubePodWriter(api, identity),
+        feed=FeedClient(
+            session,
+            settings.feed_url,
+            metrics,
+            zones=[z.strip() for z in settings.zones.split(",") if z.strip()],
+            timeout=settings.feed_timeout,
+        ),
+        metrics=metrics,
+        is_leader=(lambda: elector.is_leader) if elector is not None else (lambda: True),
+        options=ControllerOptions(
+            prefix=settings.annotation_prefix,
+            gate=GATE,
+            tick=settings.tick,
+            replan_interval=settings.replan_interval,
+        ),
+    )
+    app[KEY_CONTROLLER] = controller
+    core = client.CoreV1Api(api)
+    tasks = [
+        asyncio.create_task(
+            list_watch(
+                functools.partial(core.list_pod_for_all_namespaces),
+                controller.on_list,
+                controller.on_event,
+                app[KEY_WATCH],
+            ),
+            name="deferral-pod-watch",
+        ),
+        asyncio.create_task(controller.run_releaser(), name="deferral-releaser"),
+        asyncio.create_task(controller.run_planner(), name="deferral-planner"),
+    ]
+    if elector is not None:
+        tasks.append(asyncio.create_task(elector.run(), name="deferral-leader"))
+    log.info("controller started", extra={"identity": identity, "leader_elect": settings.leader_elect})
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if elector is not None:
+            await elector.release()
+        await session.close()
+        await api.close()

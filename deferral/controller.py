@@ -1,0 +1,324 @@
+"""The green-window controller: plan each gated pod's start, remove the gate when it is due.
+
+Three loops share one in-memory view of the gated pods:
+
+- the pod cache (carbon_common.kube.list_watch feeding `on_list` / `on_event`), on every replica;
+- the planner: asks the feed for each pod's window when the pod is new or its plan is older than
+  ``replan_interval``, and persists the plan on the pod (annotation ``carbon-aware.io/plan`` + Event);
+- the releaser: every ``tick`` seconds removes the gate of each pod whose plan or deadline guard is due.
+  It never waits for the feed, so a slow or dead feed cannot delay a deadline.
+
+Only the leader writes. The deadline guard is recomputed from the pod's own annotations at every tick,
+so it holds across restarts and leader changes; a persisted plan is read back after a restart so the
+pod keeps its window without a new forecast. A release is a JSON patch whose ``test`` op checks that
+our gate is still at the index we saw: a second release (another replica, a stale cache, a restart)
+fails with 422 instead of removing someone else's gate, so each pod is released exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from carbon_common.kube import ApiStatusError
+from carbon_common.timeutil import format_rfc3339, parse_rfc3339, utcnow
+from deferral.annotations import GATE, PLAN, PREFIX, DeferralSpec, InvalidDeferral, parse_spec
+from deferral.kubeio import PodWriter
+from deferral.metrics import DeferralMetrics
+from deferral.planner import Forecast, Plan, ReleaseReason, plan_start, release_reason
+
+log = logging.getLogger(__name__)
+
+
+class ForecastSource(Protocol):
+    async def best(self, spec: DeferralSpec, now: datetime) -> tuple[Forecast | None, str]: ...
+
+
+@dataclass(slots=True)
+class GatedPod:
+    uid: str
+    namespace: str
+    name: str
+    created: datetime
+    annotations: dict[str, str]
+    gate_index: int
+    """Position of our gate in spec.schedulingGates, checked by the release patch's test op."""
+
+    @property
+    def ref(self) -> dict[str, str]:
+        return {"uid": self.uid, "namespace": self.namespace, "name": self.name}
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+def gated_pod(obj: Mapping[str, Any], gate: str = GATE) -> GatedPod | None:
+    """The pod if it carries our gate and is not being deleted; None otherwise (or if malformed)."""
+    metadata = obj.get("metadata")
+    spec = obj.get("spec")
+    if not isinstance(metadata, Mapping) or not isinstance(spec, Mapping):
+        return None
+    if metadata.get("deletionTimestamp"):
+        return None
+    gates = spec.get("schedulingGates")
+    if not isinstance(gates, list):
+        return None
+    index = next((i for i, g in enumerate(gates) if isinstance(g, Mapping) and g.get("name") == gate), None)
+    uid, namespace, name = metadata.get("uid"), metadata.get("namespace"), metadata.get("name")
+    if index is None or not all(isinstance(v, str) and v for v in (uid, namespace, name)):
+        return None
+    try:
+        created = parse_rfc3339(str(metadata.get("creationTimestamp", "")))
+    except ValueError:
+        return None
+    raw = metadata.get("annotations")
+    annotations = (
+        {str(k): str(v) for k, v in raw.items() if isinstance(v, str)} if isinstance(raw, Mapping) else {}
+    )
+    return GatedPod(str(uid), str(namespace), str(name), created, annotations, index)
+
+
+def release_ops(pod: GatedPod, gate: str = GATE) -> list[dict[str, Any]]:
+    path = f"/spec/schedulingGates/{pod.gate_index}"
+    return [{"op": "test", "path": f"{path}/name", "value": gate}, {"op": "remove", "path": path}]
+
+
+@dataclass(frozen=True, slots=True)
+class ControllerOptions:
+    prefix: str = PREFIX
+    gate: str = GATE
+    tick: float = 1.0
+    """Seconds between release checks: how late past its planned time a pod may start."""
+    replan_interval: float = 900.0
+    """Seconds between forecasts for a waiting pod (forecasts are revised hourly or so)."""
+    max_concurrent_plans: int = 8
+
+
+@dataclass(slots=True)
+class _State:
+    spec: DeferralSpec | None = None
+    invalid: str | None = None
+    plan: Plan | None = None
+    last_forecast: float | None = None
+    """Loop time of the last feed call for this pod (None: never asked)."""
+    released: bool = False
+
+
+@dataclass(slots=True)
+class GreenWindowController:
+    writer: PodWriter
+    feed: ForecastSource
+    metrics: DeferralMetrics
+    is_leader: Callable[[], bool]
+    options: ControllerOptions = field(default_factory=ControllerOptions)
+    now: Callable[[], datetime] = utcnow
+    pods: dict[str, GatedPod] = field(default_factory=dict)
+    _states: dict[str, _State] = field(default_factory=dict)
+
+    # --- pod cache callbacks (synchronous, called by list_watch) ---
+
+    def on_list(self, items: list[dict[str, Any]]) -> None:
+        seen: dict[str, GatedPod] = {}
+        for obj in items:
+            pod = gated_pod(obj, self.options.gate)
+            if pod is not None:
+                seen[pod.uid] = pod
+        self.pods = seen
+        for uid in set(self._states) - set(seen):
+            del self._states[uid]
+        for pod in seen.values():
+            self._track(pod)
+        self._update_gauge()
+
+    def on_event(self, kind: str, obj: dict[str, Any]) -> None:
+        pod = gated_pod(obj, self.options.gate) if kind != "DELETED" else None
+        uid = str((obj.get("metadata") or {}).get("uid") or "")
+        if pod is None:
+            # Deleted, or the gate is gone (we or someone else released it): stop tracking.
+            self.pods.pop(uid, None)
+            self._states.pop(uid, None)
+        else:
+            self.pods[pod.uid] = pod
+            self._track(pod)
+        self._update_gauge()
+
+    def _track(self, pod: GatedPod) -> None:
+        state = self._states.setdefault(pod.uid, _State())
+        try:
+            state.spec = parse_spec(pod.annotations, pod.created, self.options.prefix)
+            state.invalid = None
+        except InvalidDeferral as error:
+            state.spec, state.invalid = None, str(error)
+            return
+        if state.plan is None:
+            raw = pod.annotations.get(self.options.prefix + PLAN)
+            if raw is not None:
+                try:
+                    state.plan = Plan.from_annotation(raw)
+                except ValueError as error:
+                    log.warning(
+                        "ignoring unreadable plan annotation", extra={"pod": pod.key, "error": str(error)}
+                    )
+
+    def _update_gauge(self) -> None:
+        self.metrics.pods_waiting.set(sum(1 for s in self._states.values() if not s.released))
+
+    # --- releaser ---
+
+    async def run_releaser(self) -> None:
+        while True:
+            await self.release_due()
+            await asyncio.sleep(self.options.tick)
+
+    async def release_due(self) -> int:
+        """Release every pod that is due now; return how many this call released."""
+        if not self.is_leader():
+            return 0
+        now = self.now()
+        released = 0
+        for uid, pod in list(self.pods.items()):
+            state = self._states.get(uid)
+            if state is None or state.released:
+                continue
+            reason: ReleaseReason | None
+            if state.spec is None:
+                reason, message = "invalid", f"invalid deferral annotations, starting now: {state.invalid}"
+            else:
+                plan = state.plan or Plan(state.spec.latest_start, "no_forecast", state.spec.latest_start)
+                reason = release_reason(state.spec, plan, now)
+                message = self._release_message(reason, state.spec, plan, now)
+            if reason is not None and await self._release(pod, state, reason, message, now):
+                released += 1
+        self._update_gauge()
+        return released
+
+    @staticmethod
+    def _release_message(reason: ReleaseReason | None, spec: DeferralSpec, plan: Plan, now: datetime) -> str:
+        if reason == "window_reached":
+            return (
+                f"green window reached: released at {format_rfc3339(now)}, expected "
+                f"{_g(plan.intensity_then)} (was {_g(plan.intensity_now)} when planned)"
+            )
+        return (
+            f"deadline guard: released at {format_rfc3339(now)} so that a run of "
+            f"{int(spec.duration.total_seconds())} s finishes by {format_rfc3339(spec.deadline)}"
+        )
+
+    async def _release(
+        self, pod: GatedPod, state: _State, reason: ReleaseReason, message: str, now: datetime
+    ) -> bool:
+        try:
+            await self.writer.patch_json(pod.namespace, pod.name, release_ops(pod, self.options.gate))
+        except ApiStatusError as error:
+            if error.status in (404, 409, 422):
+                # Gone, or the test op failed: someone (another replica, a user, our earlier self)
+                # already removed the gate. Not ours to count.
+                state.released = True
+                log.info("gate already gone", extra={"pod": pod.key, "status": error.status})
+                return False
+            self.metrics.errors.labels(operation="release").inc()
+            log.warning("release failed, will retry", extra={"pod": pod.key, "error": str(error)})
+            return False
+        except Exception as error:  # network trouble: retry at the next tick
+            self.metrics.errors.labels(operation="release").inc()
+            log.warning("release failed, will retry", extra={"pod": pod.key, "error": repr(error)})
+            return False
+        state.released = True
+        self.metrics.releases.labels(reason=reason).inc()
+        self.metrics.planned_delay.observe(max(0.0, (now - pod.created).total_seconds()))
+        if reason == "window_reached" and state.plan is not None and state.plan.avoided is not None:
+            self.metrics.intensity_avoided.observe(state.plan.avoided)
+        log.info("released", extra={"pod": pod.key, "reason": reason})
+        await self._event(
+            pod,
+            "CarbonReleased" if reason != "invalid" else "CarbonInvalid",
+            message,
+            reason == "invalid",
+            now,
+        )
+        return True
+
+    # --- planner ---
+
+    async def run_planner(self) -> None:
+        while True:
+            await self.plan_pending()
+            await asyncio.sleep(self.options.tick)
+
+    async def plan_pending(self) -> int:
+        """Plan every pod that has no plan yet or whose forecast is older than replan_interval."""
+        if not self.is_leader():
+            return 0
+        clock = asyncio.get_running_loop().time()
+        due = [
+            (self.pods[uid], state)
+            for uid, state in self._states.items()
+            if uid in self.pods
+            and state.spec is not None
+            and not state.released
+            and (state.last_forecast is None or clock - state.last_forecast >= self.options.replan_interval)
+        ]
+        limit = asyncio.Semaphore(self.options.max_concurrent_plans)
+
+        async def one(pod: GatedPod, state: _State) -> None:
+            async with limit:
+                await self._plan(pod, state, clock)
+
+        await asyncio.gather(*(one(pod, state) for pod, state in due))
+        return len(due)
+
+    async def _plan(self, pod: GatedPod, state: _State, clock: float) -> None:
+        assert state.spec is not None
+        state.last_forecast = clock
+        now = self.now()
+        forecast, why = await self.feed.best(state.spec, now)
+        if state.released or pod.uid not in self.pods or not self.is_leader():
+            return  # released or gone while we waited for the feed
+        previous = state.plan
+        plan = plan_start(state.spec, now, forecast, previous)
+        state.plan = plan
+        if previous is not None and _same(previous, plan):
+            return
+        try:
+            await self.writer.merge_annotations(
+                pod.namespace, pod.name, {self.options.prefix + PLAN: plan.to_annotation()}
+            )
+        except Exception as error:  # the plan still holds in memory; the guard does not need it
+            self.metrics.errors.labels(operation="annotate").inc()
+            log.warning("could not persist the plan", extra={"pod": pod.key, "error": repr(error)})
+        await self._event(pod, "CarbonPlanned", _plan_message(plan, why), False, now)
+        log.info("planned", extra={"pod": pod.key, "start": format_rfc3339(plan.start), "basis": plan.basis})
+
+    async def _event(self, pod: GatedPod, reason: str, message: str, warning: bool, now: datetime) -> None:
+        try:
+            await self.writer.event(pod.ref, reason, message, warning, now)
+        except Exception as error:  # events are best effort: never block a release on them
+            self.metrics.errors.labels(operation="event").inc()
+            log.warning("could not record an event", extra={"pod": pod.key, "error": repr(error)})
+
+
+def _same(a: Plan, b: Plan) -> bool:
+    """Plans that differ by less than a minute are the same plan (no new event, no new patch)."""
+    return a.basis == b.basis and abs(a.start - b.start) < timedelta(minutes=1)
+
+
+def _g(value: float | None) -> str:
+    return "unknown intensity" if value is None else f"{value:.0f} gCO2eq/kWh"
+
+
+def _plan_message(plan: Plan, why: str) -> str:
+    start = format_rfc3339(plan.start)
+    guard = format_rfc3339(plan.guard)
+    if plan.basis == "forecast":
+        return (
+            f"planned start {start} in the greenest window ({plan.zone}, expected {_g(plan.intensity_then)}; "
+            f"now {_g(plan.intensity_now)}); deadline guard {guard}"
+        )
+    if plan.basis == "guard":
+        return f"deadline guard {guard} already reached: starting now"
+    return f"no forecast ({why}): waiting at most until the deadline guard {guard}"

@@ -1,0 +1,113 @@
+"""Client of the feed's ``/v1/best``: the forecast a plan is made from.
+
+Every failure (feed down, slow, 4xx/5xx, malformed body, no forecast for the span) comes back as
+``None`` with a short reason, never as an exception: the planner has a rule for "no forecast" and the
+deadline guard does not depend on the feed at all.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import aiohttp
+import orjson
+
+from carbon_common.timeutil import format_rfc3339, parse_rfc3339
+from deferral.annotations import DeferralSpec
+from deferral.metrics import DeferralMetrics
+from deferral.planner import Forecast, Window
+
+log = logging.getLogger(__name__)
+
+
+def parse_best(body: Any) -> Forecast:
+    """The /v1/best answer as a Forecast; ValueError naming the bad field otherwise."""
+    if not isinstance(body, Mapping):
+        raise ValueError("answer is not a JSON object")
+    raw_windows = body.get("windows")
+    if not isinstance(raw_windows, list):
+        raise ValueError("'windows' is not a list")
+    windows: list[Window] = []
+    for item in raw_windows:
+        if not isinstance(item, Mapping):
+            raise ValueError("a window is not an object")
+        intensity = item.get("intensity")
+        if isinstance(intensity, bool) or not isinstance(intensity, int | float) or intensity != intensity:
+            raise ValueError(f"window intensity {intensity!r} is not a number")
+        zone = item.get("zone")
+        if not isinstance(zone, str):
+            raise ValueError(f"window zone {zone!r} is not a string")
+        windows.append(
+            Window(
+                zone,
+                parse_rfc3339(str(item.get("start", ""))),
+                parse_rfc3339(str(item.get("end", ""))),
+                float(intensity),
+            )
+        )
+    current: dict[str, float] = {}
+    raw_current = body.get("current")
+    if isinstance(raw_current, Mapping):
+        for zone, value in raw_current.items():
+            # A zone without a current value is simply not a candidate for "now".
+            if isinstance(zone, str) and isinstance(value, int | float) and not isinstance(value, bool):
+                current[zone] = float(value)
+    generated = body.get("generatedAt")
+    return Forecast(
+        windows=windows,
+        current=current,
+        generated_at=parse_rfc3339(generated) if isinstance(generated, str) else None,
+    )
+
+
+class FeedClient:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        metrics: DeferralMetrics,
+        zones: Sequence[str] = (),
+        timeout: float = 5.0,
+    ) -> None:
+        self._session = session
+        self._url = base_url.rstrip("/") + "/v1/best"
+        self._metrics = metrics
+        self._zones = tuple(zones)
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+
+    async def best(self, spec: DeferralSpec, now: datetime) -> tuple[Forecast | None, str]:
+        """The forecast for this pod's span from now, or (None, why not)."""
+        params = {
+            "duration": str(int(spec.duration.total_seconds())),
+            "start": format_rfc3339(max(now, spec.earliest_start)),
+            "deadline": format_rfc3339(spec.deadline),
+        }
+        if self._zones:
+            params["zones"] = ",".join(self._zones)
+        try:
+            async with self._session.get(self._url, params=params, timeout=self._timeout) as resp:
+                body = await resp.read()
+                status = resp.status
+        except (TimeoutError, aiohttp.ClientError, OSError) as error:
+            return self._fail("unreachable", f"feed unreachable: {type(error).__name__}: {error}")
+        if status != 200:
+            return self._fail("http_error", f"feed answered HTTP {status}: {body[:200]!r}")
+        try:
+            forecast = parse_best(orjson.loads(body))
+        except ValueError as error:  # orjson.JSONDecodeError is a ValueError
+            return self._fail("malformed", f"feed answer malformed: {error}")
+        if not forecast.windows:
+            raw = orjson.loads(body)
+            reason = raw.get("reason") if isinstance(raw, dict) else None
+            self._metrics.feed_requests.labels(outcome="no_forecast").inc()
+            return forecast, f"no forecast covers the span: {reason or 'no reason given'}"
+        self._metrics.feed_requests.labels(outcome="ok").inc()
+        return forecast, "ok"
+
+    def _fail(self, outcome: str, reason: str) -> tuple[None, str]:
+        self._metrics.feed_requests.labels(outcome=outcome).inc()
+        log.warning("no forecast from the feed", extra={"reason": reason})
+        return None, reason

@@ -1,0 +1,194 @@
+"""Leader election on a coordination.k8s.io/v1 Lease, the way client-go's leaderelection does it.
+
+Only the leader releases pods; every replica keeps its pod cache warm so a new leader acts at once.
+
+Expiry is judged on our own monotonic clock, never by comparing the Lease's renewTime with our wall
+clock: a follower remembers when it last *saw the Lease change* and takes over only after
+``lease_duration`` seconds without a change. Clock skew between replicas therefore cannot produce two
+leaders; writes use the Lease's resourceVersion, so of two replicas racing for an expired Lease exactly
+one wins (the other gets 409 Conflict).
+
+A leader that cannot renew for ``renew_deadline`` seconds steps down before its Lease can expire for
+the others. Losing leadership is also safe for correctness because every release is a JSON patch with
+a ``test`` op: two replicas can never both remove the gate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes_asyncio import client
+
+from carbon_common.kube import ApiStatusError, read_json
+
+log = logging.getLogger(__name__)
+
+
+def _micro_time(moment: datetime) -> str:
+    # metav1.MicroTime: RFC 3339 with exactly six fractional digits.
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseConfig:
+    namespace: str
+    name: str = "carbon-deferral"
+    identity: str = ""
+    lease_duration: float = 15.0
+    """Seconds a follower waits without seeing a renewal before taking over (client-go default 15)."""
+    renew_deadline: float = 10.0
+    """Seconds a leader keeps trying to renew before it steps down; must be < lease_duration."""
+    retry_period: float = 2.0
+
+
+class LeaderElector:
+    def __init__(
+        self,
+        api: client.ApiClient,
+        config: LeaseConfig,
+        on_change: Callable[[bool], None] | None = None,
+        monotonic: Callable[[], float] | None = None,
+    ) -> None:
+        if not config.identity:
+            raise ValueError("leader election needs a non-empty identity (e.g. the pod name)")
+        if not 0 < config.retry_period < config.renew_deadline < config.lease_duration:
+            raise ValueError("need 0 < retry_period < renew_deadline < lease_duration")
+        # Typed as Any: we pass raw dicts and read raw responses (_preload_content=False), which the
+        # generated signatures (V1Lease in, V1Lease out) do not describe.
+        self._api: Any = client.CoordinationV1Api(api)
+        self._config = config
+        self._on_change = on_change
+        self._monotonic = monotonic or (lambda: asyncio.get_running_loop().time())
+        self._leader = False
+        self._observed: tuple[str, str] | None = None
+        """(holderIdentity, renewTime) as last seen; a change restarts the expiry countdown."""
+        self._observed_at = 0.0
+        self._last_renewed = 0.0
+
+    @property
+    def is_leader(self) -> bool:
+        return self._leader
+
+    def _set_leader(self, value: bool) -> None:
+        if value != self._leader:
+            self._leader = value
+            log.info(
+                "leadership changed",
+                extra={"leader": value, "identity": self._config.identity, "lease": self._config.name},
+            )
+            if self._on_change is not None:
+                self._on_change(value)
+
+    async def run(self) -> None:
+        """Try to acquire or renew every retry_period, forever (until cancelled)."""
+        try:
+            while True:
+                try:
+                    won = await self.try_acquire_or_renew()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as error:  # API down: keep trying; step down at the renew deadline
+                    log.warning("lease update failed", extra={"error": repr(error)})
+                    won = False
+                now = self._monotonic()
+                if won:
+                    self._last_renewed = now
+                    self._set_leader(True)
+                elif self._leader and now - self._last_renewed >= self._config.renew_deadline:
+                    self._set_leader(False)
+                await asyncio.sleep(self._config.retry_period)
+        finally:
+            self._set_leader(False)
+
+    async def release(self) -> None:
+        """On clean shutdown, hand the Lease back so another replica takes over without waiting.
+
+        Call after `run` has stopped (it steps down on the way out); a Lease held by someone else is
+        left alone.
+        """
+        self._set_leader(False)
+        try:
+            lease = await self._read()
+            if lease is not None and (lease.get("spec") or {}).get("holderIdentity") == self._config.identity:
+                lease["spec"]["holderIdentity"] = None
+                lease["spec"]["leaseDurationSeconds"] = 1
+                await self._write(self._replace(lease))
+        except Exception as error:  # best effort: the Lease expires on its own anyway
+            log.warning("could not release the lease", extra={"error": repr(error)})
+
+    async def try_acquire_or_renew(self) -> bool:
+        cfg = self._config
+        now_wall = datetime.now(UTC)
+        now = self._monotonic()
+        lease = await self._read()
+        if lease is None:
+            body = {
+                "apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease",
+                "metadata": {"name": cfg.name, "namespace": cfg.namespace},
+                "spec": self._spec(now_wall, transitions=0, acquired=now_wall),
+            }
+            return await self._write(
+                self._api.create_namespaced_lease(cfg.namespace, body, _preload_content=False)
+            )
+        spec: dict[str, Any] = lease.get("spec") or {}
+        holder = spec.get("holderIdentity") or ""
+        record = (holder, str(spec.get("renewTime")))
+        if record != self._observed:
+            self._observed = record
+            self._observed_at = now
+        duration = float(spec.get("leaseDurationSeconds") or cfg.lease_duration)
+        if holder and holder != cfg.identity and now - self._observed_at < duration:
+            return False  # someone else holds a live Lease
+        transitions = int(spec.get("leaseTransitions") or 0)
+        if holder == cfg.identity:
+            acquired = spec.get("acquireTime") or _micro_time(now_wall)
+            lease["spec"] = self._spec(now_wall, transitions, acquired=None) | {"acquireTime": acquired}
+        else:
+            lease["spec"] = self._spec(now_wall, transitions + 1, acquired=now_wall)
+        return await self._write(self._replace(lease))
+
+    def _spec(self, now: datetime, transitions: int, acquired: datetime | None) -> dict[str, Any]:
+        spec: dict[str, Any] = {
+            "holderIdentity": self._config.identity,
+            "leaseDurationSeconds": round(self._config.lease_duration),
+            "renewTime": _micro_time(now),
+            "leaseTransitions": transitions,
+        }
+        if acquired is not None:
+            spec["acquireTime"] = _micro_time(acquired)
+        return spec
+
+    async def _read(self) -> dict[str, Any] | None:
+        resp = await self._api.read_namespaced_lease(
+            self._config.name, self._config.namespace, _preload_content=False
+        )
+        try:
+            lease: dict[str, Any] = await read_json(resp)
+        except ApiStatusError as error:
+            if error.status == 404:
+                return None
+            raise
+        return lease
+
+    def _replace(self, lease: dict[str, Any]) -> Any:
+        # The body keeps metadata.resourceVersion: the API server rejects the write (409) if the
+        # Lease changed since we read it.
+        return self._api.replace_namespaced_lease(
+            self._config.name, self._config.namespace, lease, _preload_content=False
+        )
+
+    async def _write(self, call: Any) -> bool:
+        resp = await call
+        try:
+            await read_json(resp)
+        except ApiStatusError as error:
+            if error.status in (409, 422):
+                return False  # another replica won the race
+            raise
+        return True
