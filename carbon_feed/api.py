@@ -1,0 +1,300 @@
+"""The feed's HTTP API (aiohttp, orjson). Reads only the in-memory view and, for ranges, the store.
+
+Every bad query parameter gets 400 {"error": "<what is wrong>"}; an unknown zone 404. See docs/feed.md.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+from aiohttp import web
+from prometheus_client.aiohttp import make_aiohttp_handler
+
+from carbon_common.timeutil import format_rfc3339, parse_rfc3339
+from carbon_feed.model import Reading
+from carbon_feed.service import FeedService, ZoneView
+from carbon_feed.windows import Point, Window, best_windows, parse_duration
+
+log = logging.getLogger(__name__)
+
+FEED = web.AppKey("feed", FeedService)
+MAX_RANGE = timedelta(days=31)
+MAX_BEST_SPAN = timedelta(days=14)
+DEFAULT_BEST_SPAN = timedelta(hours=24)
+
+
+class BadRequest(ValueError):
+    """A query parameter is wrong; the message says which and why."""
+
+
+def json_response(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(data), status=status, content_type="application/json", headers=headers
+    )
+
+
+def _error(status: int, message: str) -> web.Response:
+    return json_response({"error": message}, status)
+
+
+@web.middleware
+async def errors_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except BadRequest as exc:
+        return _error(400, str(exc))
+    except web.HTTPException as exc:
+        if exc.status >= 400:
+            return _error(exc.status, exc.reason)
+        raise
+    except Exception:
+        log.exception("request failed", extra={"path": request.path})
+        return _error(500, "internal error")
+
+
+def _time_param(request: web.Request, key: str, default: datetime | None) -> datetime | None:
+    raw = request.query.get(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        return parse_rfc3339(raw)
+    except ValueError as exc:
+        raise BadRequest(f"{key}: {exc}") from None
+
+
+def _age(reading: Reading, now: datetime) -> float:
+    return round((now - reading.start).total_seconds(), 3)
+
+
+def _current(view: ZoneView, now: datetime) -> dict[str, Any]:
+    r = view.reading
+    return {
+        "zone": r.zone,
+        "intensity": r.value,
+        "unit": "gCO2eq/kWh",
+        "signal": r.signal,
+        "source": r.provider,
+        "estimated": r.estimated,
+        "observedAt": format_rfc3339(r.start),
+        "periodSeconds": r.period_seconds,
+        "ageSeconds": _age(r, now),
+        "fresh": view.fresh,
+    }
+
+
+def _index(r: Reading, now: datetime) -> dict[str, Any]:
+    return {
+        "zone": r.zone,
+        "value": r.value,
+        "unit": "percentile",
+        "signal": "index",
+        "source": r.provider,
+        "observedAt": format_rfc3339(r.start),
+        "ageSeconds": _age(r, now),
+    }
+
+
+def _feed(request: web.Request) -> FeedService:
+    return request.app[FEED]
+
+
+def _zone_or_404(feed: FeedService, zone: str) -> ZoneView | None:
+    view = feed.state.zones.get(zone)
+    if view is None and zone not in feed.state.indexes:
+        raise web.HTTPNotFound(reason=f"unknown zone {zone!r}")
+    return view
+
+
+async def zones_handler(request: web.Request) -> web.Response:
+    feed = _feed(request)
+    now = feed.clock()
+    zones = [_current(v, now) for _, v in sorted(feed.state.zones.items())]
+    indexes = [_index(r, now) for _, r in sorted(feed.state.indexes.items())]
+    return json_response({"zones": zones, "indexes": indexes})
+
+
+async def intensity_all(request: web.Request) -> web.Response:
+    feed = _feed(request)
+    now = feed.clock()
+    return json_response(
+        {
+            "generatedAt": format_rfc3339(now),
+            "zones": {zone: _current(v, now) for zone, v in sorted(feed.state.zones.items())},
+        }
+    )
+
+
+async def intensity_zone(request: web.Request) -> web.Response:
+    feed = _feed(request)
+    zone = request.match_info["zone"]
+    now = feed.clock()
+    view = _zone_or_404(feed, zone)
+    start = _time_param(request, "from", None)
+    end = _time_param(request, "to", None)
+    body: dict[str, Any] = _current(view, now) if view else _index(feed.state.indexes[zone], now)
+    if start is None and end is not None:
+        raise BadRequest("to: given without from")
+    if start is not None:
+        end = end or now
+        if end <= start:
+            raise BadRequest("to: must be after from")
+        if end - start > MAX_RANGE:
+            raise BadRequest(f"from/to: range longer than {MAX_RANGE.days} days")
+        history = await feed.store.ahistory(zone, start, end)
+        body["history"] = [
+            {
+                "start": format_rfc3339(h.start),
+                "end": format_rfc3339(h.start + timedelta(seconds=h.period_seconds)),
+                "intensity": h.value,
+                "signal": h.signal,
+                "source": h.provider,
+                "estimated": h.estimated,
+            }
+            for h in history
+        ]
+    return json_response(body)
+
+
+async def forecast_zone(request: web.Request) -> web.Response:
+    feed = _feed(request)
+    zone = request.match_info["zone"]
+    view = _zone_or_404(feed, zone)
+    if view is None:
+        raise BadRequest(f"zone {zone!r} only has an index signal, which has no forecast")
+    return json_response(
+        {
+            "zone": zone,
+            "signal": view.reading.signal,
+            "source": view.forecast_source,
+            "forecast": [
+                {"start": format_rfc3339(p.start), "end": format_rfc3339(p.end), "intensity": p.intensity}
+                for p in view.forecast
+            ],
+        }
+    )
+
+
+def zone_points(view: ZoneView) -> list[Point]:
+    """The current period (actual value) followed by the forecast points that start after it."""
+    r = view.reading
+    current_end = r.start + timedelta(seconds=r.period_seconds)
+    points = [Point(r.start, current_end, r.value)]
+    points += [Point(p.start, p.end, p.intensity) for p in view.forecast if p.start >= current_end]
+    return points
+
+
+def _window(zone: str, w: Window) -> dict[str, Any]:
+    return {
+        "zone": zone,
+        "start": format_rfc3339(w.start),
+        "end": format_rfc3339(w.end),
+        "intensity": round(w.intensity, 3),
+    }
+
+
+async def best_handler(request: web.Request) -> web.Response:
+    feed = _feed(request)
+    now = feed.clock()
+    raw_duration = request.query.get("duration")
+    if not raw_duration:
+        raise BadRequest("duration: required (seconds, or e.g. 1h30m)")
+    try:
+        duration = parse_duration(raw_duration)
+    except ValueError as exc:
+        raise BadRequest(f"duration: {exc}") from None
+    start = _time_param(request, "start", now)
+    assert start is not None
+    deadline = _time_param(request, "deadline", start + DEFAULT_BEST_SPAN)
+    assert deadline is not None
+    if deadline <= start:
+        raise BadRequest("deadline: must be after start")
+    if deadline - start > MAX_BEST_SPAN:
+        raise BadRequest(f"deadline: more than {MAX_BEST_SPAN.days} days after start")
+    if duration > deadline - start:
+        raise BadRequest("duration: longer than the span between start and deadline")
+    raw_zones = request.query.get("zones")
+    known = feed.state.zones
+    if raw_zones:
+        zones = [z.strip() for z in raw_zones.split(",") if z.strip()]
+        unknown = sorted(set(zones) - set(known))
+        if not zones:
+            raise BadRequest("zones: empty list")
+        if unknown:
+            raise BadRequest(f"zones: unknown zone(s) {unknown}")
+    else:
+        zones = sorted(known)
+    by_zone: dict[str, list[Window]] = {}
+    for zone in zones:
+        found = best_windows(zone_points(known[zone]), duration, start, deadline)
+        if found:
+            by_zone[zone] = found
+    body: dict[str, Any] = {
+        "generatedAt": format_rfc3339(now),
+        "duration": duration.total_seconds(),
+        "start": format_rfc3339(start),
+        "deadline": format_rfc3339(deadline),
+        "windows": [],
+        "byZone": {z: _window(z, ws[0]) for z, ws in sorted(by_zone.items())},
+        "current": {z: known[z].reading.value for z in zones if known[z].fresh},
+        "signals": {z: known[z].reading.signal for z in zones},
+    }
+    if by_zone:
+        best = min(ws[0].intensity for ws in by_zone.values())
+        ties = [
+            (w.start, z, w)
+            for z, ws in by_zone.items()
+            for w in ws
+            if abs(w.intensity - best) <= 1e-9 * max(1.0, abs(best))
+        ]
+        body["windows"] = [_window(z, w) for _, z, w in sorted(ties, key=lambda t: (t[0], t[1]))]
+    else:
+        body["reason"] = "no forecast covers a window of this duration between start and deadline"
+    return json_response(body)
+
+
+async def snapshot_handler(request: web.Request) -> web.Response:
+    state = _feed(request).state
+    headers = {"ETag": state.etag, "Cache-Control": "no-cache"}
+    match = request.headers.get("If-None-Match", "")
+    if state.etag and (match.strip() == "*" or state.etag in [t.strip() for t in match.split(",")]):
+        return web.Response(status=304, headers=headers)
+    return web.Response(body=state.snapshot_bytes, content_type="application/json", headers=headers)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    if _feed(request).state.loaded:
+        return json_response({"status": "ready"})
+    return json_response({"status": "starting"}, status=503)
+
+
+def create_app(feed: FeedService) -> web.Application:
+    """The app; `feed` is started in cleanup_ctx (store loaded, refresh loops running) and stopped."""
+    app = web.Application(middlewares=[errors_middleware])
+    app[FEED] = feed
+
+    async def run_feed(app: web.Application) -> AsyncIterator[None]:
+        await app[FEED].start()
+        yield
+        await app[FEED].stop()
+
+    app.cleanup_ctx.append(run_feed)
+    app.router.add_get("/v1/zones", zones_handler)
+    app.router.add_get("/v1/intensity", intensity_all)
+    app.router.add_get("/v1/intensity/{zone}", intensity_zone)
+    app.router.add_get("/v1/forecast/{zone}", forecast_zone)
+    app.router.add_get("/v1/best", best_handler)
+    app.router.add_get("/v1/snapshot", snapshot_handler)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", make_aiohttp_handler(feed.metrics.registry))
+    return app
