@@ -12,7 +12,7 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -157,6 +157,13 @@ class E2EWorld:
             raise
         return self.scheduler_from_config(config)
 
+    def with_extender(
+        self, suffix: str = "s", extra_args: Sequence[str] = (), **values: Any
+    ) -> tuple[HttpService, Scheduler]:
+        """An extender on the test's snapshot file, and a chart-configured scheduler pointing at it."""
+        ext = self.extender(extra_args)
+        return ext, self.scheduler(suffix, ext.base_url, **values)
+
     def scheduler_from_config(self, config: Mapping[str, Any]) -> Scheduler:
         sched = Scheduler(self.binaries, config, self.plane.kubeconfig, self.workdir)
         self.schedulers.append(sched)
@@ -204,6 +211,14 @@ class E2EWorld:
             interval=0.25,
             context=self.diagnostics,
         )
+
+    def zones_of(self, placement: Mapping[str, str]) -> dict[str, str]:
+        """{pod: zone} from {pod: node}, by the zone label of this test's nodes."""
+        zones = {}
+        for pod, node in placement.items():
+            labels = self.api.request("GET", f"/api/v1/nodes/{node}")["metadata"]["labels"]
+            zones[pod] = labels.get(ZONE_LABEL, "")
+        return zones
 
     def diagnostics(self) -> str:
         parts = [f"test folder: {self.workdir}", "pods:"]
@@ -253,4 +268,13 @@ def _keep_artifacts_only_on_failure(request: pytest.FixtureRequest, artifacts_di
         print(f"\ne2e logs kept in {artifacts_dir}")
 
 
-WorldFactory = Callable[..., E2EWorld]
+def metric(text: str, name: str, **labels: str) -> float:
+    """The sum of the samples named ``name`` whose labels include ``labels`` (0 when there are none)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                total += sample.value
+    return total

@@ -174,49 +174,34 @@ class KubeApi:
             lines.append(f"  {who}: {event.get('type')} {event.get('reason')}: {event.get('message')}")
         return "\n".join(lines) or "  <no events>"
 
+    def resource_for(self, api_version: str, kind: str) -> tuple[str, bool] | None:
+        """(plural, namespaced) of ``kind`` from API discovery; None when this apiserver does not serve it."""
+        path = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+        try:
+            listing = self.request("GET", path)
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        for resource in listing.get("resources", []):
+            if resource.get("kind") == kind and "/" not in resource["name"]:
+                return str(resource["name"]), bool(resource["namespaced"])
+        return None
+
     def dry_run_create(self, obj: Mapping[str, Any], namespace: str) -> JSON:
-        """Server-side dry run of creating ``obj``, as `kubectl apply --dry-run=server` does for a new one."""
-        path = collection_path(obj, namespace)
+        """Server-side dry run of creating ``obj``, as `kubectl apply --dry-run=server` does for a new one.
+
+        Strict field validation: a misspelt field is an error here, as it is for kubectl.
+        """
+        api_version, kind = str(obj.get("apiVersion", "")), str(obj.get("kind", ""))
+        found = self.resource_for(api_version, kind)
+        if found is None:
+            raise ApiError("POST", f"{api_version}/{kind}", 404, f"{kind} ({api_version}) is not served")
+        plural, namespaced = found
+        prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+        ns = str(obj.get("metadata", {}).get("namespace") or namespace)
+        path = f"{prefix}/namespaces/{ns}/{plural}" if namespaced else f"{prefix}/{plural}"
         result: JSON = self.request(
             "POST", path, dict(obj), query={"dryRun": "All", "fieldValidation": "Strict"}
         )
         return result
-
-
-def collection_path(obj: Mapping[str, Any], namespace: str) -> str:
-    """The REST collection for a manifest, from its apiVersion and kind (the kinds a chart renders)."""
-    api_version = str(obj.get("apiVersion", ""))
-    kind = str(obj.get("kind", ""))
-    plural = _PLURALS.get(kind)
-    if plural is None:
-        raise ValueError(f"unknown kind {kind!r}: add its plural and scope to kubeapi._PLURALS")
-    resource, namespaced = plural
-    prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
-    ns = str(obj.get("metadata", {}).get("namespace") or namespace)
-    return f"{prefix}/namespaces/{ns}/{resource}" if namespaced else f"{prefix}/{resource}"
-
-
-_PLURALS: dict[str, tuple[str, bool]] = {
-    "ConfigMap": ("configmaps", True),
-    "Secret": ("secrets", True),
-    "Service": ("services", True),
-    "ServiceAccount": ("serviceaccounts", True),
-    "Deployment": ("deployments", True),
-    "DaemonSet": ("daemonsets", True),
-    "StatefulSet": ("statefulsets", True),
-    "Role": ("roles", True),
-    "RoleBinding": ("rolebindings", True),
-    "ClusterRole": ("clusterroles", False),
-    "ClusterRoleBinding": ("clusterrolebindings", False),
-    "PodDisruptionBudget": ("poddisruptionbudgets", True),
-    "NetworkPolicy": ("networkpolicies", True),
-    "PriorityClass": ("priorityclasses", False),
-    "MutatingWebhookConfiguration": ("mutatingwebhookconfigurations", False),
-    "ValidatingWebhookConfiguration": ("validatingwebhookconfigurations", False),
-    "Namespace": ("namespaces", False),
-    "ServiceMonitor": ("servicemonitors", True),
-    "PersistentVolumeClaim": ("persistentvolumeclaims", True),
-    "HorizontalPodAutoscaler": ("horizontalpodautoscalers", True),
-    "Job": ("jobs", True),
-    "CronJob": ("cronjobs", True),
-}

@@ -1,0 +1,317 @@
+"""Scheduling throughput of the real kube-scheduler with our extender configured, against no extender.
+
+    python -m bench.scheduler_throughput [--pods 1000 --nodes 500] [--rounds 1] [--quick]
+
+One run starts one control plane (etcd, kube-apiserver), one node set and one extender, then runs
+each arm on it in turn with its own kube-scheduler process: "baseline" (no extender) and "extender"
+(the chart's KubeSchedulerConfiguration: filter, prioritize and bind through the extender). Each arm
+creates its pods in a fresh namespace from several client threads, and a watch records when each pod
+gets its node. Throughput = pods / (all bound - first create), the figure a user waits on; the
+bind window (first bind to last bind) is reported too, as it excludes the client's create rate.
+Result: ratio = extender / baseline (target >= 0.85), written to bench/results/scheduler_throughput.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import shutil
+import ssl
+import statistics
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+
+from kubeharness import (  # noqa: E402 - the harness lives with the e2e tests
+    Binaries,
+    ControlPlane,
+    KubeApi,
+    Scheduler,
+    locate_binaries,
+    plain_scheduler_config,
+    render_scheduler_config,
+    scheduler_values,
+    start_extender,
+    write_snapshot,
+)
+
+ZONE_LABEL = "carbon-aware.io/zone"
+# Real-world-ish spread (gCO2eq/kWh) so the extender's scores differ between nodes.
+ZONES = {"SE": 30.0, "FR": 55.0, "GB": 210.0, "DE": 380.0, "PL": 690.0}
+TARGET_RATIO = 0.85
+RESULTS = ROOT / "bench" / "results"
+
+
+@dataclass(frozen=True, slots=True)
+class ArmResult:
+    arm: str
+    pods: int
+    seconds: float
+    """First create request sent → last pod seen bound."""
+    pods_per_second: float
+    bind_window_pods_per_second: float
+    """(pods - 1) / (last bind - first bind): the scheduler's own pace, independent of the client."""
+    create_seconds: float
+
+
+class _Conns(threading.local):
+    conn: http.client.HTTPSConnection | None = None
+
+
+class RawClient:
+    """Keep-alive HTTPS connections, one per thread: the harness's urllib client reconnects per call,
+    and a TLS handshake per pod would make the client, not the scheduler, the bottleneck."""
+
+    def __init__(self, api: KubeApi) -> None:
+        self.host, port = api.server.removeprefix("https://").split(":")
+        self.port = int(port)
+        self.token = api.token
+        self.context = ssl.create_default_context(cafile=str(api.ca_file))
+        self._local = _Conns()
+
+    def connect(self, timeout: float = 30.0) -> http.client.HTTPSConnection:
+        return http.client.HTTPSConnection(self.host, self.port, context=self.context, timeout=timeout)
+
+    def post(self, path: str, body: dict[str, Any]) -> None:
+        for attempt in range(2):
+            if self._local.conn is None:
+                self._local.conn = self.connect()
+            try:
+                self._local.conn.request(
+                    "POST",
+                    path,
+                    json.dumps(body),
+                    {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
+                )
+                resp = self._local.conn.getresponse()
+                data = resp.read()
+            except (OSError, http.client.HTTPException):
+                self._local.conn.close()
+                self._local.conn = None
+                if attempt:
+                    raise
+                continue
+            if resp.status >= 300:
+                raise RuntimeError(f"POST {path}: HTTP {resp.status}: {data[:500]!r}")
+            return
+
+
+def _pod(name: str, scheduler: str) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name},
+        "spec": {
+            "schedulerName": scheduler,
+            "containers": [
+                {
+                    "name": "app",
+                    "image": "registry.k8s.io/pause:3.10",
+                    "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}},
+                }
+            ],
+        },
+    }
+
+
+class BindWatch(threading.Thread):
+    """Watches a namespace's pods from a known resourceVersion and timestamps each first binding."""
+
+    def __init__(self, client: RawClient, namespace: str, resource_version: str, expect: int, timeout: float):
+        super().__init__(daemon=True)
+        self.client, self.namespace, self.rv, self.expect = client, namespace, resource_version, expect
+        self.deadline = time.monotonic() + timeout
+        self.bound: dict[str, float] = {}
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            while len(self.bound) < self.expect and time.monotonic() < self.deadline:
+                self._stream()
+        except BaseException as exc:  # reported by the caller
+            self.error = exc
+        finally:
+            self.done.set()
+
+    def _stream(self) -> None:
+        remaining = max(1, int(self.deadline - time.monotonic()))
+        conn = self.client.connect(timeout=remaining + 5)
+        try:
+            conn.request(
+                "GET",
+                f"/api/v1/namespaces/{self.namespace}/pods?watch=true&resourceVersion={self.rv}"
+                f"&timeoutSeconds={remaining}",
+                headers={"Authorization": f"Bearer {self.client.token}"},
+            )
+            resp = conn.getresponse()
+            if resp.status != 200:
+                raise RuntimeError(f"watch: HTTP {resp.status}: {resp.read()[:300]!r}")
+            while len(self.bound) < self.expect:
+                line = resp.readline()
+                if not line:
+                    return  # the server closed the watch (timeoutSeconds): reconnect from self.rv
+                event = json.loads(line)
+                obj = event["object"]
+                if event["type"] == "ERROR":
+                    raise RuntimeError(f"watch error: {obj}")
+                self.rv = obj["metadata"]["resourceVersion"]
+                if obj["spec"].get("nodeName") and obj["metadata"]["name"] not in self.bound:
+                    self.bound[obj["metadata"]["name"]] = time.monotonic()
+        finally:
+            conn.close()
+
+
+def run_arm(
+    arm: str, api: KubeApi, client: RawClient, scheduler: Scheduler, pods: int, workers: int, timeout: float
+) -> ArmResult:
+    namespace = f"bench-{arm}-{int(time.time() * 1000) % 10**8}"
+    api.create_namespace(namespace)
+    rv = api.request("GET", f"/api/v1/namespaces/{namespace}/pods")["metadata"]["resourceVersion"]
+    watch = BindWatch(client, namespace, rv, pods, timeout)
+    watch.start()
+    path = f"/api/v1/namespaces/{namespace}/pods"
+    start = time.monotonic()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(lambda i: client.post(path, _pod(f"p{i:05d}", scheduler.name)), range(pods)))
+    created = time.monotonic()
+    watch.done.wait(timeout + 10)
+    if watch.error is not None:
+        raise watch.error
+    if len(watch.bound) < pods:
+        raise RuntimeError(
+            f"{arm}: only {len(watch.bound)}/{pods} pods bound within {timeout:g} s;"
+            f" scheduler log: {scheduler.process.log_path}\n{scheduler.process.tail(20)}"
+        )
+    times = sorted(watch.bound.values())
+    seconds = times[-1] - start
+    window = times[-1] - times[0]
+    return ArmResult(
+        arm=arm,
+        pods=pods,
+        seconds=round(seconds, 3),
+        pods_per_second=round(pods / seconds, 1),
+        bind_window_pods_per_second=round((pods - 1) / window, 1) if window > 0 else float("inf"),
+        create_seconds=round(created - start, 3),
+    )
+
+
+def create_nodes(api: KubeApi, count: int, workers: int) -> None:
+    zones = list(ZONES)
+
+    def make(i: int) -> None:
+        api.create_node(f"bench-node-{i:04d}", {ZONE_LABEL: zones[i % len(zones)]}, cpu="32", memory="128Gi")
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(make, range(count)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--pods", type=int, default=1000)
+    parser.add_argument("--nodes", type=int, default=500)
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="arms alternate; the median of each is compared"
+    )
+    parser.add_argument("--workers", type=int, default=16, help="client threads creating pods")
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds per arm before giving up")
+    parser.add_argument("--quick", action="store_true", help="100 pods on 50 nodes (smoke run)")
+    parser.add_argument("--output", type=Path, help="default bench/results/scheduler_throughput[-quick].json")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.pods, args.nodes = 100, 50
+    output: Path = args.output or RESULTS / (
+        "scheduler_throughput-quick.json" if args.quick else "scheduler_throughput.json"
+    )
+
+    workdir = ROOT / "tests" / ".artifacts" / f"bench-throughput-{time.strftime('%Y%m%d-%H%M%S')}"
+    binaries = locate_binaries()
+    try:
+        results = _run(args, binaries, workdir)
+    except BaseException:
+        print(f"[bench] failed; logs kept in {workdir}", file=sys.stderr)
+        raise
+    shutil.rmtree(workdir, ignore_errors=True)
+    return _report(args, results, output)
+
+
+def _run(args: argparse.Namespace, binaries: Binaries, workdir: Path) -> dict[str, list[ArmResult]]:
+    with ControlPlane(binaries, workdir) as plane:
+        api = plane.api
+        client = RawClient(api)
+        t0 = time.monotonic()
+        create_nodes(api, args.nodes, args.workers)
+        print(f"[bench] {args.nodes} nodes in {time.monotonic() - t0:.1f} s", file=sys.stderr)
+        snapshot = workdir / "snapshot.json"
+        write_snapshot(snapshot, ZONES)
+        extender = start_extender(
+            kubeconfig=plane.kubeconfig, snapshot_file=snapshot, log_dir=workdir / "logs"
+        )
+        try:
+            url = f"http://127.0.0.1:{extender.port}"
+            configs = {
+                "baseline": plain_scheduler_config("bench-baseline"),
+                "extender": render_scheduler_config(
+                    scheduler_values("bench-extender", extender_url=url), workdir
+                ),
+            }
+            results: dict[str, list[ArmResult]] = {"baseline": [], "extender": []}
+            for round_ in range(args.rounds):
+                # Alternate the order so neither arm always runs on the emptier cluster.
+                order = ["baseline", "extender"] if round_ % 2 == 0 else ["extender", "baseline"]
+                for arm in order:
+                    sched = Scheduler(binaries, configs[arm], plane.kubeconfig, workdir, verbosity=0)
+                    try:
+                        res = run_arm(arm, api, client, sched, args.pods, args.workers, args.timeout)
+                    finally:
+                        sched.stop()
+                    print(f"[bench] {asdict(res)}", file=sys.stderr)
+                    results[arm].append(res)
+        finally:
+            extender.stop()
+    return results
+
+
+def _report(args: argparse.Namespace, results: dict[str, list[ArmResult]], output: Path) -> int:
+    def median(arm: str, key: str) -> float:
+        return float(statistics.median(getattr(r, key) for r in results[arm]))
+
+    ratio = median("extender", "pods_per_second") / median("baseline", "pods_per_second")
+    window_ratio = median("extender", "bind_window_pods_per_second") / median(
+        "baseline", "bind_window_pods_per_second"
+    )
+    summary = {
+        "benchmark": "scheduler_throughput",
+        "kube_scheduler": "upstream, built by hack/build-controlplane.sh",
+        "pods": args.pods,
+        "nodes": args.nodes,
+        "rounds": args.rounds,
+        "client_workers": args.workers,
+        "baseline": [asdict(r) for r in results["baseline"]],
+        "extender": [asdict(r) for r in results["extender"]],
+        "ratio": round(ratio, 3),
+        "bind_window_ratio": round(window_ratio, 3),
+        "target_ratio": TARGET_RATIO,
+        "meets_target": ratio >= TARGET_RATIO,
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(summary, indent=2) + "\n")
+    print(
+        f"baseline {median('baseline', 'pods_per_second'):.1f} pods/s, "
+        f"extender {median('extender', 'pods_per_second'):.1f} pods/s, "
+        f"ratio {ratio:.3f} (target >= {TARGET_RATIO}); bind-window ratio {window_ratio:.3f}; wrote {output}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
