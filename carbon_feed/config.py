@@ -103,6 +103,7 @@ _SCALARS: dict[str, type] = {
 
 def _coerce(key: str, value: Any, where: str) -> Any:
     kind = _SCALARS[key]
+    noun = "an integer" if kind is int else "a number"
     if value is None and key == "snapshot_file":
         return None
     if key in ("refresh_interval_seconds", "stale_after_seconds") and isinstance(value, str):
@@ -118,9 +119,9 @@ def _coerce(key: str, value: Any, where: str) -> Any:
         try:
             value = int(value) if kind is int else float(value)
         except ValueError:
-            raise ConfigError(f"{where}: expected a {kind.__name__}, got {value!r}") from None
+            raise ConfigError(f"{where}: expected {noun}, got {value!r}") from None
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(f"{where}: expected a {kind.__name__}, got {type(value).__name__}")
+        raise ConfigError(f"{where}: expected {noun}, got {type(value).__name__}")
     if kind is int and not float(value).is_integer():
         raise ConfigError(f"{where}: expected an integer, got {value!r}")
     return kind(value)
