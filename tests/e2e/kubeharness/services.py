@@ -17,6 +17,7 @@ import yaml
 from carbon_common.snapshot import Snapshot, ZoneReading, write_snapshot_atomic
 from carbon_common.timeutil import utcnow
 
+from .certs import CertPair
 from .controlplane import REPO_ROOT
 from .procs import ManagedProcess, free_port, wait_until
 
@@ -99,20 +100,27 @@ def start_extender(
     snapshot_file: Path | None,
     log_dir: Path,
     extra_args: Sequence[str] = (),
-    tls: tuple[Path, Path] | None = None,
-    client_ca: Path | None = None,
+    tls: CertPair | None = None,
     ca_file: Path | None = None,
+    client_ca: Path | None = None,
+    probe_cert: CertPair | None = None,
     die_with_parent: bool = True,
 ) -> HttpService:
-    """``python -m extender`` on a free loopback port; flags are the fields of extender.settings."""
+    """``python -m extender`` on a free loopback port; flags are the fields of extender.settings.
+
+    ``tls`` serves HTTPS with that pair (verified by the harness against ``ca_file``); ``client_ca``
+    turns on mTLS, and then the harness's own probes present ``probe_cert``.
+    """
     port = free_port()
     args = ["--host", "127.0.0.1", "--port", str(port), "--kubeconfig", str(kubeconfig)]
     if snapshot_file is not None:
         args += ["--snapshot-file", str(snapshot_file)]
     context = None
     if tls is not None:
-        args += ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])]
-        context = ssl.create_default_context(cafile=str(ca_file)) if ca_file else None
+        args += ["--tls-cert", str(tls.cert), "--tls-key", str(tls.key)]
+        context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+        if probe_cert is not None:
+            context.load_cert_chain(str(probe_cert.cert), str(probe_cert.key))
     if client_ca is not None:
         args += ["--client-ca", str(client_ca)]
     return HttpService(
