@@ -751,6 +751,13 @@ class FakeKube:
         new["spec"]["nodeName"] = target["name"]
         annotations = (body.get("metadata") or {}).get("annotations")
         if annotations:
+            # The API server validates Binding annotations like any object's (256 KiB in total).
+            if not all(isinstance(v, str) for v in annotations.values()):
+                raise _HTTPStatus(400, "BadRequest", "metadata.annotations: values must be strings")
+            if sum(len(k) + len(v) for k, v in annotations.items()) > 256 * 1024:
+                raise _HTTPStatus(
+                    422, "Invalid", "metadata.annotations: Too long: must have at most 262144 bytes"
+                )
             new["metadata"].setdefault("annotations", {}).update(annotations)
         self._commit("pods", "MODIFIED", key, new)
         self.bindings.append(copy.deepcopy(body))

@@ -1,0 +1,191 @@
+"""Bind pods to nodes for kube-scheduler (the extender's `bind` verb).
+
+Semantics (docs/kubernetes.md has the long form):
+- POST pods/{name}/binding with `metadata.uid` = the pod UID the scheduler decided for, so a pod that
+  was deleted and recreated under the same name is never bound by a stale decision.
+- 409 is not automatically a failure: the scheduler retries binds whose answer it did not see, so we
+  GET the pod; bound to the same node with the same UID → success (`already_bound`).
+- Calls for the same pod are serialized (a per-pod lock): exactly one Binding is created, and the
+  others see `already_bound`.
+- The decision annotations travel on the Binding itself: the API server copies Binding annotations
+  onto the pod in the same write, so there is no second request and no pods/patch permission. If the
+  API server rejects the annotations (422/400), the bind is retried without them: annotating is
+  never a reason to fail a bind.
+- kubernetes-asyncio cannot deserialize the Status the API server answers to a Binding (REFERENCE §5),
+  so every call uses `_preload_content=False` and checks the status itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Callable, Mapping
+from typing import Any, Final, Literal, cast
+
+import aiohttp
+from kubernetes_asyncio import client
+
+from carbon_common.kube import ApiStatusError, read_json, status_message
+
+log = logging.getLogger(__name__)
+
+BindResult = Literal["bound", "already_bound", "conflict", "error"]
+RESULTS: Final[tuple[BindResult, ...]] = ("bound", "already_bound", "conflict", "error")
+
+
+Outcome = tuple[BindResult, str | None]
+
+
+class Binder:
+    """Creates Bindings; `results` counts outcomes by label (bound, already_bound, conflict, error)."""
+
+    def __init__(
+        self,
+        api: client.ApiClient,
+        timeout: float = 4.0,
+        *,
+        on_result: Callable[[BindResult], None] | None = None,
+    ) -> None:
+        self._core = client.CoreV1Api(api)
+        self._timeout = timeout
+        self._on_result = on_result
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._waiters: Counter[tuple[str, str]] = Counter()
+        self.results: Counter[BindResult] = Counter({r: 0 for r in RESULTS})
+        self.annotation_failures = 0
+        self._closed = False
+
+    async def bind(
+        self,
+        namespace: str,
+        name: str,
+        uid: str,
+        node: str,
+        annotations: Mapping[str, str] | None = None,
+    ) -> str | None:
+        """Bind; None on success (also when already bound to `node`), else a message for Error."""
+        if self._closed:
+            return self._record("error", "binder is shutting down")
+        if not namespace or not name or not node:
+            return self._record("error", "bind needs PodNamespace, PodName and Node")
+        key = (namespace, name)
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        self._waiters[key] += 1
+        try:
+            async with asyncio.timeout(self._timeout), lock:
+                result, message = await self._bind_once(namespace, name, uid, node, annotations)
+            return self._record(result, message)
+        except TimeoutError:
+            return self._record(
+                "error", f"binding pod {namespace}/{name} to {node} timed out after {self._timeout:g}s"
+            )
+        except (aiohttp.ClientError, OSError) as exc:
+            return self._record("error", f"binding pod {namespace}/{name} to {node} failed: {exc}")
+        finally:
+            # Drop the lock once nobody waits on it, so the map does not grow with every pod ever bound.
+            self._waiters[key] -= 1
+            if self._waiters[key] == 0:
+                del self._waiters[key]
+                self._locks.pop(key, None)
+
+    async def _bind_once(
+        self, namespace: str, name: str, uid: str, node: str, annotations: Mapping[str, str] | None
+    ) -> Outcome:
+        status, message = await self._post(namespace, name, uid, node, annotations)
+        if status in (400, 422) and annotations:
+            # The annotations were refused (size, key syntax): bind without them, say so, carry on.
+            self.annotation_failures += 1
+            log.warning(
+                "binding refused the decision annotations; binding without them",
+                extra={"pod": f"{namespace}/{name}", "node": node, "error": message},
+            )
+            status, message = await self._post(namespace, name, uid, node, None)
+        if status == 409:
+            outcome = await self._check_existing(namespace, name, uid, node, message)
+            if outcome is not None:
+                return outcome
+            # Not bound, same UID: the conflict was transient (a concurrent update); one more try.
+            status, message = await self._post(namespace, name, uid, node, None)
+            if status == 409:
+                return await self._check_existing(namespace, name, uid, node, message) or (
+                    "conflict",
+                    f"binding pod {namespace}/{name} to {node}: conflict: {message}",
+                )
+        if 200 <= status <= 299:
+            return "bound", None
+        if status == 404:
+            return "error", f"pod {namespace}/{name} not found (deleted before it could be bound)"
+        return "error", f"binding pod {namespace}/{name} to {node} failed: HTTP {status}: {message}"
+
+    async def _post(
+        self, namespace: str, name: str, uid: str, node: str, annotations: Mapping[str, str] | None
+    ) -> tuple[int, str]:
+        metadata: dict[str, Any] = {"name": name, "namespace": namespace}
+        if uid:
+            metadata["uid"] = uid
+        if annotations:
+            metadata["annotations"] = dict(annotations)
+        body = {
+            "apiVersion": "v1",
+            "kind": "Binding",
+            "metadata": metadata,
+            "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+        }
+        # Typed as returning V1Binding; with _preload_content=False it is the raw aiohttp response.
+        resp = cast(
+            aiohttp.ClientResponse,
+            await self._core.create_namespaced_pod_binding(
+                name, namespace, cast(Any, body), _preload_content=False
+            ),
+        )
+        try:
+            raw = await resp.read()
+        finally:
+            resp.release()
+        return resp.status, ("" if 200 <= resp.status <= 299 else status_message(raw))
+
+    async def _check_existing(
+        self, namespace: str, name: str, uid: str, node: str, conflict: str
+    ) -> Outcome | None:
+        """After a 409: decide from the pod itself; None when it is still unbound with our UID."""
+        resp = cast(
+            aiohttp.ClientResponse,
+            await self._core.read_namespaced_pod(name, namespace, _preload_content=False),
+        )
+        try:
+            pod = await read_json(resp)
+        except ApiStatusError as exc:
+            if exc.status == 404:
+                return "error", f"pod {namespace}/{name} not found (deleted while binding)"
+            return (
+                "error",
+                f"binding pod {namespace}/{name}: conflict ({conflict}), then reading it failed: {exc}",
+            )
+        meta = pod.get("metadata") or {}
+        actual_uid = meta.get("uid") or ""
+        bound_to = (pod.get("spec") or {}).get("nodeName") or ""
+        if uid and actual_uid != uid:
+            return (
+                "conflict",
+                f"pod {namespace}/{name} has UID {actual_uid}, not {uid}: it was recreated; not binding",
+            )
+        if bound_to == node:
+            return "already_bound", None
+        if bound_to:
+            return "conflict", f"pod {namespace}/{name} is already bound to node {bound_to}, not {node}"
+        return None
+
+    def _record(self, result: BindResult, message: str | None) -> str | None:
+        self.results[result] += 1
+        if self._on_result is not None:
+            self._on_result(result)
+        if message is None:
+            log.debug("pod bound", extra={"result": result})
+        else:
+            log.warning("bind failed", extra={"result": result, "error": message})
+        return message
+
+    async def close(self) -> None:
+        """Refuse new binds. The ApiClient belongs to the caller, who closes it."""
+        self._closed = True

@@ -1,0 +1,161 @@
+"""Binder against the loopback fake API server: the Binding it creates and every 409 path."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+import orjson
+import pytest
+from kubernetes_asyncio import client
+
+from carbon_common.kube import load_api_client
+from extender.binder import Binder
+
+if TYPE_CHECKING:
+    from tests.fakes.kube_apiserver import FakeKube
+
+pytest_plugins = ["tests.fakes.kube_apiserver"]
+
+DECISION = {"carbon-aware.io/decision": orjson.dumps({"zone": "FR", "intensity": 32.0}).decode()}
+
+
+@pytest.fixture
+async def api(fake_kube: FakeKube) -> AsyncIterator[client.ApiClient]:
+    api = await load_api_client(fake_kube.kubeconfig)
+    yield api
+    await api.close()
+
+
+@pytest.fixture
+async def binder(api: client.ApiClient) -> AsyncIterator[Binder]:
+    b = Binder(api, timeout=2.0)
+    yield b
+    await b.close()
+
+
+async def test_bind_creates_binding_with_uid_and_annotations(fake_kube: FakeKube, binder: Binder) -> None:
+    fake_kube.add_pod("ns1", "web", uid="uid-1")
+    assert await binder.bind("ns1", "web", "uid-1", "node-a", DECISION) is None
+    assert len(fake_kube.bindings) == 1
+    binding = fake_kube.bindings[0]
+    assert binding["metadata"]["uid"] == "uid-1"
+    assert binding["target"] == {"apiVersion": "v1", "kind": "Node", "name": "node-a"}
+    pod = fake_kube.pod("ns1", "web")
+    assert pod is not None
+    assert pod["spec"]["nodeName"] == "node-a"
+    assert pod["metadata"]["annotations"] == DECISION
+    assert binder.results["bound"] == 1
+
+
+async def test_already_bound_to_same_node_is_success(fake_kube: FakeKube, binder: Binder) -> None:
+    fake_kube.add_pod("ns1", "web", uid="uid-1", node_name="node-a")
+    assert await binder.bind("ns1", "web", "uid-1", "node-a") is None
+    assert binder.results["already_bound"] == 1
+    assert fake_kube.bindings == []
+
+
+async def test_bound_elsewhere_is_conflict(fake_kube: FakeKube, binder: Binder) -> None:
+    fake_kube.add_pod("ns1", "web", uid="uid-1", node_name="node-b")
+    err = await binder.bind("ns1", "web", "uid-1", "node-a")
+    assert err is not None
+    assert "already bound to node node-b" in err
+    assert binder.results["conflict"] == 1
+
+
+async def test_missing_pod_is_clear_error(fake_kube: FakeKube, binder: Binder) -> None:
+    err = await binder.bind("ns1", "ghost", "uid-1", "node-a")
+    assert err is not None
+    assert "ns1/ghost not found" in err
+    assert binder.results["error"] == 1
+
+
+async def test_uid_mismatch_is_refused(fake_kube: FakeKube, binder: Binder) -> None:
+    fake_kube.add_pod("ns1", "web", uid="uid-new")
+    err = await binder.bind("ns1", "web", "uid-old", "node-a")
+    assert err is not None
+    assert "recreated" in err
+    assert "uid-new" in err
+    pod = fake_kube.pod("ns1", "web")
+    assert pod is not None
+    assert "nodeName" not in pod["spec"]
+    assert binder.results["conflict"] == 1
+
+
+async def test_concurrent_binds_create_exactly_one_binding(fake_kube: FakeKube, binder: Binder) -> None:
+    fake_kube.add_pod("ns1", "web", uid="uid-1")
+    fake_kube.binding_delay = 0.05  # keep the first bind in flight while the others arrive
+    results = await asyncio.gather(*(binder.bind("ns1", "web", "uid-1", "node-a") for _ in range(8)))
+    assert results == [None] * 8
+    assert len(fake_kube.bindings) == 1
+    assert binder.results["bound"] == 1
+    assert binder.results["already_bound"] == 7
+    assert binder._locks == {}  # no per-pod state left behind
+
+
+async def test_concurrent_binds_to_different_nodes_one_wins(fake_kube: FakeKube, binder: Binder) -> None:
+    fake_kube.add_pod("ns1", "web", uid="uid-1")
+    fake_kube.binding_delay = 0.02
+    a, b = await asyncio.gather(
+        binder.bind("ns1", "web", "uid-1", "node-a"), binder.bind("ns1", "web", "uid-1", "node-b")
+    )
+    assert a is None
+    assert b is not None
+    assert "already bound to node node-a" in b
+    assert len(fake_kube.bindings) == 1
+
+
+async def test_rejected_annotations_do_not_fail_the_bind(fake_kube: FakeKube, binder: Binder) -> None:
+    fake_kube.add_pod("ns1", "web", uid="uid-1")
+    huge = {"carbon-aware.io/decision": "x" * (300 * 1024)}
+    assert await binder.bind("ns1", "web", "uid-1", "node-a", huge) is None
+    pod = fake_kube.pod("ns1", "web")
+    assert pod is not None
+    assert pod["spec"]["nodeName"] == "node-a"
+    assert "carbon-aware.io/decision" not in pod["metadata"]["annotations"]
+    assert binder.annotation_failures == 1
+    assert binder.results["bound"] == 1
+
+
+async def test_server_error_is_reported(fake_kube: FakeKube, binder: Binder) -> None:
+    fake_kube.add_pod("ns1", "web", uid="uid-1")
+    fake_kube.fail_next(500, "/binding", message="etcd unavailable")
+    err = await binder.bind("ns1", "web", "uid-1", "node-a")
+    assert err is not None
+    assert "HTTP 500" in err
+    assert "etcd unavailable" in err
+    # The service keeps working: the next bind goes through.
+    assert await binder.bind("ns1", "web", "uid-1", "node-a") is None
+
+
+async def test_timeout_is_bounded(fake_kube: FakeKube, api: client.ApiClient) -> None:
+    fake_kube.add_pod("ns1", "web", uid="uid-1")
+    fake_kube.binding_delay = 1.0
+    binder = Binder(api, timeout=0.1)
+    err = await binder.bind("ns1", "web", "uid-1", "node-a")
+    assert err is not None
+    assert "timed out" in err
+    assert binder.results["error"] == 1
+
+
+async def test_unreachable_api_server_is_an_error(fake_kube: FakeKube, api: client.ApiClient) -> None:
+    await fake_kube.stop()
+    binder = Binder(api, timeout=2.0)
+    err = await binder.bind("ns1", "web", "uid-1", "node-a")
+    assert err is not None
+    assert "ns1/web" in err
+
+
+async def test_closed_binder_refuses(binder: Binder) -> None:
+    await binder.close()
+    assert await binder.bind("ns1", "web", "uid-1", "node-a") == "binder is shutting down"
+
+
+async def test_on_result_callback(fake_kube: FakeKube, api: client.ApiClient) -> None:
+    seen: list[str] = []
+    fake_kube.add_pod("ns1", "web", uid="uid-1")
+    binder = Binder(api, on_result=seen.append)
+    await binder.bind("ns1", "web", "uid-1", "node-a")
+    await binder.bind("ns1", "web", "uid-1", "node-b")
+    assert seen == ["bound", "conflict"]
