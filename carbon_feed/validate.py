@@ -110,7 +110,8 @@ class Collector:
         issued_at: datetime | None = None,
     ) -> Reading | None:
         """Validate one point; return the Reading, or None after recording why it was dropped."""
-        where = f"{zone} at {start if not isinstance(start, datetime) else format_rfc3339(start)}"
+        shown = format_rfc3339(start) if isinstance(start, datetime) and start.tzinfo else start
+        where = f"{zone} at {shown}"
         try:
             begin = start if isinstance(start, datetime) else parse_time(start)
             if begin.tzinfo is None:
