@@ -19,7 +19,10 @@ from extender.nodes import NodeLookup
 NS = "carbon_extender"
 # kube-scheduler gives an extender 5 s; typical answers take well under a millisecond.
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
-AVOIDED_BUCKETS = (-200.0, -100.0, -50.0, -10.0, 0.0, 10.0, 25.0, 50.0, 100.0, 200.0, 400.0)
+# No negative bounds: prometheus-client drops _sum from a histogram with negative buckets, and the sum
+# (total gCO2eq/kWh avoided) is the figure users want. A placement dirtier than the candidates' mean
+# (other plugins outweighed ours) lands in le="0" and lowers the sum.
+AVOIDED_BUCKETS = (0.0, 10.0, 25.0, 50.0, 100.0, 200.0, 400.0, 800.0)
 
 
 class ScoreTally:
