@@ -9,8 +9,13 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 cache_root=${CARBON_E2E_CACHE:-$root/.cache/controlplane}
-k8s_version=$(awk '$1=="require" && $2=="k8s.io/kubernetes" {print $3}' "$here/controlplane/k8s/go.mod")
-etcd_version=$(awk '$1=="require" && $2=="go.etcd.io/etcd/server/v3" {print $3}' "$here/controlplane/etcd/go.mod")
+# The pinned version of a module: `require mod vX` or `mod vX` inside a `require (...)` block.
+pin() { awk -v m="$1" '$1=="require" {$1=""; $0=$0} $1==m && $2 ~ /^v[0-9]/ {print $2; exit}' "$2"; }
+k8s_version=$(pin k8s.io/kubernetes "$here/controlplane/k8s/go.mod")
+etcd_version=$(pin go.etcd.io/etcd/server/v3 "$here/controlplane/etcd/go.mod")
+# An empty version would be stamped into the binaries, and kube-apiserver panics at start on it.
+[[ $k8s_version == v1.* && $etcd_version == v3.* ]] ||
+  { echo "build-controlplane: cannot read the pins (k8s '$k8s_version', etcd '$etcd_version')" >&2; exit 1; }
 key=$(cat "$here"/controlplane/*/go.mod "$here"/controlplane/*/go.sum "$here"/controlplane/*/cmd/*/main.go "$0" \
       <(go version) | sha256sum | cut -c1-16)
 out="$cache_root/$key"
@@ -40,6 +45,13 @@ build() {  # dir, output, package, ldflags
 build "$here/controlplane/etcd" etcd ./cmd/etcd "-s -w"
 build "$here/controlplane/k8s" kube-apiserver ./cmd/kube-apiserver "$k8s_ldflags"
 build "$here/controlplane/k8s" kube-scheduler ./cmd/kube-scheduler "$k8s_ldflags"
+# Each binary must start and report the pinned version before the cache entry becomes visible.
+for bin in kube-apiserver kube-scheduler; do
+  got=$("$out.tmp/$bin" --version 2>&1) || true
+  [[ $got == "Kubernetes $k8s_version" ]] || { log "FAILED: $bin --version says '$got'"; exit 1; }
+done
+got=$("$out.tmp/etcd" --version 2>&1 | head -1) || true
+[[ $got == "etcd Version: ${etcd_version#v}" ]] || { log "FAILED: etcd --version says '$got'"; exit 1; }
 rm -rf "$out" && mv "$out.tmp" "$out"
 log "done: $("$out/kube-apiserver" --version), $("$out/etcd" --version | head -1)"
 echo "$out"
