@@ -229,6 +229,9 @@ async def best_handler(request: web.Request) -> web.Response:
             raise BadRequest(f"zones: unknown zone(s) {unknown}")
     else:
         zones = sorted(known)
+    # Stale zones are out, as in the snapshot: a window planned on old data is a guess.
+    stale = [z for z in zones if not known[z].fresh]
+    zones = [z for z in zones if known[z].fresh]
     by_zone: dict[str, list[Window]] = {}
     for zone in zones:
         found = best_windows(zone_points(known[zone]), duration, start, deadline)
@@ -241,8 +244,9 @@ async def best_handler(request: web.Request) -> web.Response:
         "deadline": format_rfc3339(deadline),
         "windows": [],
         "byZone": {z: _window(z, ws[0]) for z, ws in sorted(by_zone.items())},
-        "current": {z: known[z].reading.value for z in zones if known[z].fresh},
+        "current": {z: known[z].reading.value for z in zones},
         "signals": {z: known[z].reading.signal for z in zones},
+        "staleZones": stale,
     }
     if by_zone:
         best = min(ws[0].intensity for ws in by_zone.values())

@@ -156,6 +156,8 @@ class FeedService:
         self._last_prune = datetime.min.replace(tzinfo=utcnow().tzinfo)
         self._last_errors = self._last_prune
         self.refreshes = 0
+        self.refreshed = asyncio.Event()
+        """Set after every successful refresh (tests and readiness probes wait on it)."""
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -230,8 +232,9 @@ class FeedService:
             "refreshed",
             extra={"provider": config.name, "readings": len(result.readings), "written": written},
         )
-        self.refreshes += 1
         await self.rebuild()
+        self.refreshes += 1
+        self.refreshed.set()
         return True
 
     # -- the view --------------------------------------------------------------------------------
