@@ -6,7 +6,12 @@ Every field is a CLI flag (``--max-data-age``) and an environment variable (``CA
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import ast
+import inspect
+import itertools
+import math
+from dataclasses import dataclass, fields
+from functools import cache
 from pathlib import Path
 from typing import Literal
 
@@ -20,9 +25,11 @@ class ExtenderSettings:
     host: str = "127.0.0.1"
     """Listen address: loopback suits the sidecar shape (scheduler in the same pod); 0.0.0.0 a Service."""
     port: int = 8888
+    """Listen port (kube-scheduler's urlPrefix points here)."""
     tls_cert: Path | None = None
     """PEM certificate chain; with --tls-key enables HTTPS. Reloaded when the file changes."""
     tls_key: Path | None = None
+    """PEM private key for --tls-cert. Reloaded when the file changes."""
     client_ca: Path | None = None
     """PEM CA bundle: when set, clients must present a certificate it signed (mTLS)."""
     max_body_bytes: int = 256 * 1024 * 1024
@@ -32,6 +39,7 @@ class ExtenderSettings:
     zone_label: str = "carbon-aware.io/zone"
     """Node label that names the node's carbon zone (e.g. DE, US-CAL-CISO). Wins over the region map."""
     region_label: str = "topology.kubernetes.io/region"
+    """Node label with the cloud region, mapped to a zone when the zone label is absent."""
     region_map_file: Path | None = None
     """JSON object {cloud region: carbon zone} merged over the bundled map for AWS, GCP and Azure."""
     nodes_file: Path | None = None
@@ -45,6 +53,7 @@ class ExtenderSettings:
     feed_url: str | None = None
     """carbon-feed base URL; /v1/snapshot is polled with ETag."""
     feed_poll_interval: float = 30.0
+    """Seconds between polls of --feed-url (errors retry sooner, with backoff)."""
     max_data_age: float = 3 * 3600.0
     """Seconds after a zone's observedAt when its reading is too old to steer by (hourly data, ~1 h lag)."""
 
@@ -60,6 +69,7 @@ class ExtenderSettings:
     cap_unknown: CapUnknown = "allow"
     """With a max-intensity annotation, what happens to nodes whose intensity is unknown."""
     annotation_prefix: str = "carbon-aware.io/"
+    """Prefix of the pod annotations read (opt-out, max-intensity) and written (decision)."""
 
     # --- binding ---
     annotate_decision: bool = True
@@ -68,3 +78,68 @@ class ExtenderSettings:
     """Seconds for the Binding call; below the scheduler's 5 s extender httpTimeout."""
 
     log_level: str = "info"
+    """debug, info, warning or error. debug logs one line per decision with the numbers behind it."""
+
+
+ENV_PREFIX = "CARBON_EXTENDER_"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@cache
+def field_docs() -> dict[str, str]:
+    """The docstring under each field, read from this module's source (Python keeps no attribute
+    docstrings at runtime); `--help` shows them so the flags and their documentation never drift."""
+    tree = ast.parse(inspect.getsource(ExtenderSettings))
+    docs: dict[str, str] = {}
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    for node, following in itertools.pairwise(body):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(following, ast.Expr)
+            and isinstance(following.value, ast.Constant)
+            and isinstance(following.value.value, str)
+        ):
+            docs[node.target.id] = " ".join(following.value.value.split())
+    return docs
+
+
+def validate(settings: ExtenderSettings) -> list[str]:
+    """Every problem with a settings combination, phrased with the flag names; empty when valid."""
+    problems: list[str] = []
+    s = settings
+    if not 0 <= s.port <= 65535:
+        problems.append(f"--port {s.port} is not a TCP port")
+    if (s.tls_cert is None) != (s.tls_key is None):
+        problems.append("--tls-cert and --tls-key must be given together")
+    if s.client_ca is not None and s.tls_cert is None:
+        problems.append("--client-ca needs --tls-cert and --tls-key (mTLS runs over TLS)")
+    if s.max_body_bytes <= 0:
+        problems.append("--max-body-bytes must be positive")
+    if s.snapshot_file is not None and s.feed_url is not None:
+        problems.append("give either --snapshot-file or --feed-url, not both")
+    if s.feed_url is not None and not s.feed_url.startswith(("http://", "https://")):
+        problems.append(f"--feed-url must be an http:// or https:// URL, got {s.feed_url!r}")
+    for name in ("feed_poll_interval", "max_data_age", "bind_timeout"):
+        value = getattr(s, name)
+        if not math.isfinite(value) or value <= 0:
+            problems.append(f"--{name.replace('_', '-')} must be a positive number of seconds, got {value}")
+    if not 0 <= s.neutral_score <= 10:
+        problems.append(f"--neutral-score must be within 0..10, got {s.neutral_score}")
+    if not (math.isfinite(s.absolute_best) and math.isfinite(s.absolute_worst)) or not (
+        0 <= s.absolute_best < s.absolute_worst
+    ):
+        problems.append("--absolute-best must be below --absolute-worst (both gCO2eq/kWh, non-negative)")
+    if s.scoring not in ("relative", "absolute"):
+        problems.append(f"--scoring must be relative or absolute, got {s.scoring!r}")
+    if s.cap_unknown not in ("allow", "deny"):
+        problems.append(f"--cap-unknown must be allow or deny, got {s.cap_unknown!r}")
+    if s.log_level.lower() not in LOG_LEVELS:
+        problems.append(f"--log-level must be one of {', '.join(LOG_LEVELS)}, got {s.log_level!r}")
+    if not s.zone_label or not s.annotation_prefix:
+        problems.append("--zone-label and --annotation-prefix must not be empty")
+    return problems
+
+
+def field_names() -> list[str]:
+    return [f.name for f in fields(ExtenderSettings)]
