@@ -13,6 +13,7 @@ not JSON (MalformedError; the next refresh cycle tries again anyway).
 from __future__ import annotations
 
 import asyncio
+import base64
 import email.utils
 import json
 import logging
@@ -239,6 +240,12 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
     return max(0.0, (when - now).total_seconds())
 
 
+def basic_auth(username: Secret, password: Secret) -> str:
+    """The Authorization header value for HTTP Basic (RFC 7617), without aiohttp's deprecated BasicAuth."""
+    raw = f"{username.reveal()}:{password.reveal()}".encode()
+    return "Basic " + base64.b64encode(raw).decode("ascii")
+
+
 def decode_json(body: bytes) -> Any:
     """orjson first; the stdlib accepts the NaN/Infinity literals some providers emit, so one bad value
     is rejected by validation instead of losing the whole response."""
@@ -292,7 +299,6 @@ class HttpClient:
         *,
         params: Mapping[str, str] | list[tuple[str, str]] | None = None,
         headers: Mapping[str, str] | None = None,
-        auth: aiohttp.BasicAuth | None = None,
         bucket: TokenBucket | None = None,
     ) -> Any:
         policy = self.policy
@@ -310,9 +316,7 @@ class HttpClient:
                 )
             started = self._clock()
             try:
-                result = await self._attempt(
-                    url, params, headers, auth, min(policy.request_timeout, remaining)
-                )
+                result = await self._attempt(url, params, headers, min(policy.request_timeout, remaining))
             except ProviderError as exc:
                 self._observe(exc.outcome, self._clock() - started)
                 delay = self._retry_delay(exc, attempt, deadline)
@@ -352,7 +356,6 @@ class HttpClient:
         url: str,
         params: Mapping[str, str] | list[tuple[str, str]] | None,
         headers: Mapping[str, str] | None,
-        auth: aiohttp.BasicAuth | None,
         seconds: float,
     ) -> Any:
         where = self._where(url)
@@ -361,7 +364,6 @@ class HttpClient:
                 url,
                 params=params,
                 headers=headers,
-                auth=auth,
                 timeout=aiohttp.ClientTimeout(total=seconds),
                 # A redirect could carry our auth header to another host: treat it as an error instead.
                 allow_redirects=False,

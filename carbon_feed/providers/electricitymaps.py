@@ -65,7 +65,9 @@ class ElectricityMapsProvider:
         observer: RequestObserver | None,
         runtime: Runtime | None = None,
     ) -> ElectricityMapsProvider:
-        check_keys(KIND, options, {"token_file", "token_env", "history", "forecast", "emission_factor_type"})
+        check_keys(
+            KIND, options, {"token", "token_file", "token_env", "history", "forecast", "emission_factor_type"}
+        )
         try:
             token = require_secret(options, "token")
         except SecretError as exc:

@@ -26,6 +26,7 @@ from carbon_feed.http import (
     RequestError,
     RequestObserver,
     TokenBucket,
+    basic_auth,
     bucket_from_options,
 )
 from carbon_feed.model import FetchResult, SignalKind
@@ -104,6 +105,8 @@ class WattTimeProvider:
             KIND,
             options,
             {
+                "username",
+                "password",
                 "username_file",
                 "username_env",
                 "password_file",
@@ -167,7 +170,7 @@ class WattTimeProvider:
         body = expect_dict(
             await self._http.get_json(
                 f"{self._base}/login",
-                auth=aiohttp.BasicAuth(self._username.reveal(), self._password.reveal()),
+                headers={"Authorization": basic_auth(self._username, self._password)},
                 bucket=self._login_bucket,
             ),
             f"{self.name} login",
