@@ -1,0 +1,124 @@
+"""Issue 3, tests 2 and 8 through the real carbon-feed: static provider → feed → snapshot file → extender.
+
+The feed process writes the snapshot the extender reads (the shared-volume shape of the chart), and
+a real Prometheus scrapes both services while pods are scheduled.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import E2EWorld
+from kubeharness import HttpService, Prometheus, free_port, wait_until
+from kubeharness.services import PROMETHEUS
+
+pytestmark = pytest.mark.e2e
+
+
+def start_feed(world: E2EWorld, grid: dict[str, float]) -> tuple[HttpService, Path]:
+    static = world.workdir / "grid.yaml"
+    static.write_text(yaml.safe_dump(grid))
+    port = free_port()
+    config = world.workdir / "feed.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "host": "127.0.0.1",
+                "port": port,
+                "snapshot_file": str(world.snapshot_file),
+                "db": str(world.workdir / "feed.sqlite"),
+                # Refresh every second so a changed file reaches the snapshot within the test's wait.
+                "refresh_interval_seconds": 1.0,
+                "providers": [
+                    {
+                        "kind": "static",
+                        "name": "static",
+                        "options": {"path": str(static), "zones": sorted(grid)},
+                    }
+                ],
+            }
+        )
+    )
+    feed = HttpService(
+        f"carbon-feed:{port}",
+        "carbon_feed",
+        ["--config", str(config)],
+        world.workdir / "logs" / "feed.log",
+        port,
+    )
+    world.extenders.append(feed)  # stopped and described with the test's services
+    return feed, static
+
+
+def snapshot_zones(world: E2EWorld) -> dict[str, float] | None:
+    try:
+        raw = json.loads(world.snapshot_file.read_text())
+    except (OSError, ValueError):
+        return None
+    return {zone: float(z["intensity"]) for zone, z in raw["zones"].items()}
+
+
+def test_pods_follow_the_real_feed_and_prometheus_scrapes_both_services(world: E2EWorld) -> None:
+    world.add_nodes({"SE": 2, "PL": 2})
+    feed, static = start_feed(world, {"SE": 30.0, "PL": 690.0})
+    wait_until(
+        lambda: snapshot_zones(world) == {"SE": 30.0, "PL": 690.0},
+        timeout=30,
+        what="the feed's first snapshot file",
+        watch=[feed.process],
+    )
+    ext, sched = world.with_extender()
+    prom = (
+        Prometheus(
+            {"extender": [f"127.0.0.1:{ext.port}"], "feed": [f"127.0.0.1:{feed.port}"]},
+            world.workdir / "prometheus",
+        )
+        if PROMETHEUS.exists()
+        else None
+    )
+    try:
+        world.pod("first", sched)
+        assert world.zones_of(world.wait_bound(["first"])) == {"first": "SE"}
+
+        # The grid changes at the source: the feed picks it up, rewrites the snapshot, the extender
+        # reloads it, and new pods follow.
+        static.write_text(yaml.safe_dump({"SE": 690.0, "PL": 30.0}))
+        wait_until(
+            lambda: snapshot_zones(world) == {"SE": 690.0, "PL": 30.0},
+            timeout=30,
+            what="the feed to publish the new intensities",
+            watch=[feed.process],
+        )
+        probes = itertools.count()
+
+        def follows() -> bool:
+            name = f"after-{next(probes)}"
+            world.pod(name, sched)
+            return world.zones_of(world.wait_bound([name], timeout=20))[name] == "PL"
+
+        wait_until(follows, timeout=30, what="new pods placed in PL", interval=0.5, context=world.diagnostics)
+
+        if prom is not None:
+            scraper = prom
+
+            def both_up() -> list[dict[str, Any]] | None:
+                result = scraper.query("up")
+                return result if len(result) == 2 and all(r["value"][1] == "1" for r in result) else None
+
+            up = wait_until(
+                both_up,
+                timeout=30,
+                what="Prometheus to scrape the extender and the feed",
+                watch=[prom.process],
+                interval=0.5,
+                context=lambda: f"targets: {scraper.targets_up()}",
+            )
+            assert {s["metric"]["job"] for s in up} == {"extender", "feed"}
+    finally:
+        if prom is not None:
+            prom.stop()
