@@ -188,6 +188,11 @@ class GreenWindowController:
             reason: ReleaseReason | None
             if state.spec is None:
                 reason, message = "invalid", f"invalid deferral annotations, starting now: {state.invalid}"
+            elif state.plan is None and now >= state.spec.deadline:
+                # Never planned and already too late: the annotations were wrong from the start
+                # (a pod that waited under a plan and missed it is a guard release instead).
+                deadline = format_rfc3339(state.spec.deadline)
+                reason, message = "invalid", f"deadline {deadline} already passed, starting now"
             else:
                 plan = state.plan or Plan(state.spec.latest_start, "no_forecast", state.spec.latest_start)
                 reason = release_reason(state.spec, plan, now)
@@ -255,11 +260,14 @@ class GreenWindowController:
         if not self.is_leader():
             return 0
         clock = asyncio.get_running_loop().time()
+        now = self.now()
+        # Pods at or past their guard need no forecast: the releaser takes them as they are.
         due = [
             (self.pods[uid], state)
             for uid, state in self._states.items()
             if uid in self.pods
             and state.spec is not None
+            and now < state.spec.latest_start
             and not state.released
             and (state.last_forecast is None or clock - state.last_forecast >= self.options.replan_interval)
         ]

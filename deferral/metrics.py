@@ -8,7 +8,9 @@ RELEASE_REASONS = ("window_reached", "deadline_guard", "invalid", "error")
 
 # Deferrals range from minutes to a few days.
 _DELAY_BUCKETS = (0.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 86400.0, 259200.0)
-_AVOIDED_BUCKETS = (-50.0, 0.0, 10.0, 25.0, 50.0, 100.0, 200.0, 400.0)
+# No negative bucket: prometheus-client drops _sum for histograms with one, and the sum (total avoided)
+# is the number that matters. A plan worse than now (possible at the guard) lands in le="0".
+_AVOIDED_BUCKETS = (0.0, 10.0, 25.0, 50.0, 100.0, 200.0, 400.0)
 
 
 class DeferralMetrics:

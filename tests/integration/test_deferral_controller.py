@@ -1,0 +1,415 @@
+"""The green-window controller against the loopback fake API server and a loopback fake feed.
+
+Real HTTP end to end on 127.0.0.1: kubernetes-asyncio → FakeKube for pods, events and leases, aiohttp →
+a fake /v1/best. Times are a few seconds ahead of the real clock so every test stays short.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from kubernetes_asyncio import client
+
+from carbon_common.kube import ApiStatusError, WatchStats, list_watch, load_api_client
+from carbon_common.timeutil import format_rfc3339, utcnow
+from deferral.controller import ControllerOptions, GreenWindowController
+from deferral.feed import FeedClient
+from deferral.kubeio import KubePodWriter
+from deferral.leader import LeaderElector, LeaseConfig
+from deferral.metrics import DeferralMetrics
+from deferral.planner import Plan
+
+if TYPE_CHECKING:
+    from tests.fakes.kube_apiserver import FakeKube
+
+pytest_plugins = ["tests.fakes.kube_apiserver"]
+pytestmark = pytest.mark.timeout(60)
+
+GATE = "carbon-aware.io/green-window"
+P = "carbon-aware.io/"
+
+
+class FakeFeed:
+    """/v1/best with windows chosen by the test; records the queries it got."""
+
+    def __init__(self) -> None:
+        self.windows: list[dict[str, Any]] = []
+        self.current: dict[str, float] = {"DE": 400.0, "FR": 300.0}
+        self.status = 200
+        self.queries: list[dict[str, str]] = []
+
+    async def best(self, request: web.Request) -> web.Response:
+        self.queries.append(dict(request.query))
+        if self.status != 200:
+            return web.json_response({"error": "down"}, status=self.status)
+        body: dict[str, Any] = {"generatedAt": format_rfc3339(utcnow()), "windows": self.windows}
+        body["current"] = self.current
+        if not self.windows:
+            body["reason"] = "no forecast covers the span"
+        return web.json_response(body)
+
+    def window_at(self, start: datetime, zone: str = "FR", intensity: float = 80.0) -> None:
+        self.windows = [
+            {
+                "zone": zone,
+                "start": start.isoformat(),
+                "end": (start + timedelta(hours=1)).isoformat(),
+                "intensity": intensity,
+            }
+        ]
+
+
+ServerFactory = Callable[[web.Application], Awaitable[TestServer]]
+
+
+@pytest.fixture
+async def feed(aiohttp_server: ServerFactory) -> tuple[FakeFeed, str]:
+    fake = FakeFeed()
+    app = web.Application()
+    app.router.add_get("/v1/best", fake.best)
+    server = await aiohttp_server(app)
+    return fake, str(server.make_url("/"))
+
+
+class Running:
+    """One controller replica (pod cache + planner + releaser, optional leader election)."""
+
+    def __init__(self, controller: GreenWindowController, tasks: list[asyncio.Task[None]]) -> None:
+        self.controller = controller
+        self.tasks = tasks
+
+    @property
+    def metrics(self) -> DeferralMetrics:
+        return self.controller.metrics
+
+    def releases(self, reason: str) -> float:
+        value = self.metrics.registry.get_sample_value("deferral_releases_total", {"reason": reason})
+        return value or 0.0
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+@pytest.fixture
+async def start(fake_kube: FakeKube) -> AsyncIterator[Callable[..., Awaitable[Running]]]:
+    session = aiohttp.ClientSession()
+    apis: list[client.ApiClient] = []
+    running: list[Running] = []
+
+    async def start_one(
+        feed_url: str, identity: str | None = None, replan: float = 900.0, lease_duration: float = 3.0
+    ) -> Running:
+        api = await load_api_client(fake_kube.kubeconfig)
+        apis.append(api)
+        metrics = DeferralMetrics()
+        elector: LeaderElector | None = None
+        if identity is not None:
+            elector = LeaderElector(
+                api,
+                LeaseConfig(
+                    namespace="kube-system",
+                    identity=identity,
+                    lease_duration=lease_duration,
+                    renew_deadline=lease_duration * 2 / 3,
+                    retry_period=0.2,
+                ),
+            )
+        controller = GreenWindowController(
+            writer=KubePodWriter(api, identity or "solo"),
+            feed=FeedClient(session, feed_url, metrics, timeout=2.0),
+            metrics=metrics,
+            is_leader=(lambda: elector.is_leader) if elector else (lambda: True),
+            options=ControllerOptions(tick=0.05, replan_interval=replan),
+        )
+        core = client.CoreV1Api(api)
+        tasks = [
+            asyncio.create_task(
+                list_watch(
+                    functools.partial(core.list_pod_for_all_namespaces),
+                    controller.on_list,
+                    controller.on_event,
+                    WatchStats(),
+                )
+            ),
+            asyncio.create_task(controller.run_planner()),
+            asyncio.create_task(controller.run_releaser()),
+        ]
+        if elector is not None:
+            tasks.append(asyncio.create_task(elector.run()))
+        replica = Running(controller, tasks)
+        running.append(replica)
+        return replica
+
+    yield start_one
+    for replica in running:
+        await replica.stop()
+    for api in apis:
+        await api.close()
+    await session.close()
+
+
+async def eventually(check: Callable[[], bool], within: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.02)
+
+
+def gates(fake: FakeKube, name: str) -> list[str]:
+    pod = fake.pod("batch", name)
+    assert pod is not None
+    return [g["name"] for g in pod["spec"].get("schedulingGates") or []]
+
+
+def deferral_notes(deadline: datetime, duration: str = "1s") -> dict[str, str]:
+    return {P + "duration": duration, P + "deadline": format_rfc3339(deadline)}
+
+
+def events(fake: FakeKube, name: str, reason: str) -> list[dict[str, Any]]:
+    return [e for e in fake.events if e["involvedObject"]["name"] == name and e["reason"] == reason]
+
+
+async def test_pod_waits_for_its_window_then_is_released_once(
+    fake_kube: FakeKube, feed: tuple[FakeFeed, str], start: Callable[..., Awaitable[Running]]
+) -> None:
+    fake_feed, url = feed
+    now = utcnow()
+    fake_feed.window_at(now + timedelta(seconds=3))
+    fake_kube.add_pod(
+        "batch",
+        "job-1",
+        annotations=deferral_notes(now + timedelta(hours=1)),
+        scheduling_gates=["x.io/other", GATE],
+    )
+    replica = await start(url)
+
+    await eventually(lambda: bool(events(fake_kube, "job-1", "CarbonPlanned")))
+    pod = fake_kube.pod("batch", "job-1")
+    assert pod is not None
+    plan = Plan.from_annotation(pod["metadata"]["annotations"][P + "plan"])
+    assert plan.basis == "forecast"
+    assert plan.zone == "FR"
+    assert (plan.intensity_then, plan.intensity_now) == (80.0, 300.0)
+    assert "FR" in events(fake_kube, "job-1", "CarbonPlanned")[0]["message"]
+    query = fake_feed.queries[0]
+    assert query["duration"] == "1"
+    assert query["deadline"] == format_rfc3339(now + timedelta(hours=1))
+    assert GATE in gates(fake_kube, "job-1")
+
+    await eventually(lambda: GATE not in gates(fake_kube, "job-1"))
+    assert utcnow() >= plan.start
+    # Only our gate is removed; someone else's gate stays.
+    assert gates(fake_kube, "job-1") == ["x.io/other"]
+    assert replica.releases("window_reached") == 1
+    await eventually(lambda: len(events(fake_kube, "job-1", "CarbonReleased")) == 1)
+    avoided = replica.metrics.registry.get_sample_value("deferral_intensity_avoided_gco2eq_per_kwh_sum")
+    assert avoided == 220.0
+    await asyncio.sleep(0.3)
+    assert replica.releases("window_reached") == 1
+    assert fake_kube.count("PATCH", "/pods/job-1") == 2  # the plan annotation, then the release
+
+
+async def test_feed_down_releases_at_the_deadline_guard(
+    fake_kube: FakeKube, feed: tuple[FakeFeed, str], start: Callable[..., Awaitable[Running]]
+) -> None:
+    fake_feed, url = feed
+    fake_feed.status = 503
+    now = utcnow().replace(microsecond=0)  # annotations carry whole seconds
+    # duration 1 s, deadline in 3 s: the guard is 2 s from now.
+    fake_kube.add_pod(
+        "batch", "job-2", annotations=deferral_notes(now + timedelta(seconds=3)), scheduling_gates=[GATE]
+    )
+    replica = await start(url)
+    await eventually(lambda: bool(events(fake_kube, "job-2", "CarbonPlanned")))
+    assert "no forecast" in events(fake_kube, "job-2", "CarbonPlanned")[0]["message"]
+    assert gates(fake_kube, "job-2") == [GATE]
+    await eventually(lambda: gates(fake_kube, "job-2") == [])
+    assert utcnow() >= now + timedelta(seconds=2)
+    assert replica.releases("deadline_guard") == 1
+
+
+async def test_forecast_vanishing_after_planning_keeps_the_plan_but_never_passes_the_guard(
+    fake_kube: FakeKube, feed: tuple[FakeFeed, str], start: Callable[..., Awaitable[Running]]
+) -> None:
+    fake_feed, url = feed
+    now = utcnow()
+    # The window lies past the guard (deadline in 3 s, duration 1 s): the guard wins.
+    fake_feed.window_at(now + timedelta(seconds=30))
+    fake_kube.add_pod(
+        "batch", "job-3", annotations=deferral_notes(now + timedelta(seconds=3)), scheduling_gates=[GATE]
+    )
+    replica = await start(url, replan=0.2)
+    await eventually(lambda: bool(fake_feed.queries))
+    fake_feed.windows = []
+    await eventually(lambda: gates(fake_kube, "job-3") == [])
+    assert replica.releases("deadline_guard") == 1
+    assert replica.releases("window_reached") == 0
+
+
+async def test_invalid_annotations_release_at_once_with_a_warning(
+    fake_kube: FakeKube, feed: tuple[FakeFeed, str], start: Callable[..., Awaitable[Running]]
+) -> None:
+    _, url = feed
+    fake_kube.add_pod(
+        "batch",
+        "typo",
+        annotations={P + "duration": "an hour", P + "max-delay": "6h"},
+        scheduling_gates=[GATE],
+    )
+    # A user-added gate without any annotations must not strand the pod either.
+    fake_kube.add_pod("batch", "bare", scheduling_gates=[GATE])
+    past = utcnow() - timedelta(minutes=1)
+    fake_kube.add_pod("batch", "late", annotations=deferral_notes(past), scheduling_gates=[GATE])
+    replica = await start(url)
+    await eventually(lambda: all(gates(fake_kube, n) == [] for n in ("typo", "bare", "late")))
+    assert replica.releases("invalid") == 3
+    await eventually(lambda: len(events(fake_kube, "typo", "CarbonInvalid")) == 1)
+    warning = events(fake_kube, "typo", "CarbonInvalid")[0]
+    assert warning["type"] == "Warning"
+    assert "duration" in warning["message"]
+    await eventually(lambda: len(events(fake_kube, "late", "CarbonInvalid")) == 1)
+    assert "already passed" in events(fake_kube, "late", "CarbonInvalid")[0]["message"]
+
+
+async def test_restart_keeps_the_persisted_plan_and_releases_once(
+    fake_kube: FakeKube, feed: tuple[FakeFeed, str], start: Callable[..., Awaitable[Running]]
+) -> None:
+    fake_feed, url = feed
+    now = utcnow()
+    planned = now + timedelta(seconds=3)
+    fake_feed.window_at(planned)
+    fake_kube.add_pod(
+        "batch", "job-4", annotations=deferral_notes(now + timedelta(hours=1)), scheduling_gates=[GATE]
+    )
+    first = await start(url)
+    await eventually(lambda: bool(events(fake_kube, "job-4", "CarbonPlanned")))
+    await first.stop()  # "killed" before the window
+
+    # The new instance has no memory and no feed; it must still release at the persisted time,
+    # not wait for the guard an hour away.
+    fake_feed.status = 503
+    second = await start(url)
+    await eventually(lambda: gates(fake_kube, "job-4") == [])
+    assert utcnow() >= planned - timedelta(seconds=1)
+    assert second.releases("window_reached") == 1
+    assert first.releases("window_reached") == 0
+    await eventually(lambda: len(events(fake_kube, "job-4", "CarbonReleased")) == 1)
+    assert len(events(fake_kube, "job-4", "CarbonPlanned")) == 1
+
+
+async def test_two_replicas_release_each_pod_exactly_once(
+    fake_kube: FakeKube, feed: tuple[FakeFeed, str], start: Callable[..., Awaitable[Running]]
+) -> None:
+    fake_feed, url = feed
+    now = utcnow()
+    fake_feed.window_at(now + timedelta(seconds=2))
+    names = [f"job-{i}" for i in range(5)]
+    for name in names:
+        fake_kube.add_pod(
+            "batch", name, annotations=deferral_notes(now + timedelta(hours=1)), scheduling_gates=[GATE]
+        )
+    a = await start(url, identity="replica-a")
+    b = await start(url, identity="replica-b")
+    await eventually(lambda: all(gates(fake_kube, n) == [] for n in names))
+    await eventually(lambda: all(len(events(fake_kube, n, "CarbonReleased")) == 1 for n in names))
+    await asyncio.sleep(0.3)
+    total = a.releases("window_reached") + b.releases("window_reached")
+    assert total == len(names)
+    for name in names:
+        assert len(events(fake_kube, name, "CarbonReleased")) == 1
+    lease = fake_kube.store["leases"][("kube-system", "carbon-deferral")]
+    assert lease["spec"]["holderIdentity"] in ("replica-a", "replica-b")
+
+
+async def test_stale_release_is_refused_by_the_test_op(fake_kube: FakeKube) -> None:
+    """A replica acting on a stale cache cannot remove another gate that moved into our index."""
+    fake_kube.add_pod("batch", "job-5", scheduling_gates=[GATE, "x.io/other"])
+    api = await load_api_client(fake_kube.kubeconfig)
+    try:
+        writer = KubePodWriter(api, "t")
+        ops = [{"op": "test", "path": "/spec/schedulingGates/0/name", "value": GATE}]
+        ops.append({"op": "remove", "path": "/spec/schedulingGates/0"})
+        await writer.patch_json("batch", "job-5", ops)
+        assert gates(fake_kube, "job-5") == ["x.io/other"]
+        with pytest.raises(ApiStatusError) as caught:
+            await writer.patch_json("batch", "job-5", ops)
+        assert caught.value.status == 422
+        assert gates(fake_kube, "job-5") == ["x.io/other"]
+    finally:
+        await api.close()
+
+
+async def test_leadership_moves_when_the_leader_steps_down(fake_kube: FakeKube) -> None:
+    api = await load_api_client(fake_kube.kubeconfig)
+    try:
+        config = {
+            "namespace": "kube-system",
+            "lease_duration": 1.5,
+            "renew_deadline": 1.0,
+            "retry_period": 0.1,
+        }
+        a = LeaderElector(api, LeaseConfig(identity="a", **config))  # type: ignore[arg-type]
+        b = LeaderElector(api, LeaseConfig(identity="b", **config))  # type: ignore[arg-type]
+        task_a = asyncio.create_task(a.run())
+        await eventually(lambda: a.is_leader)
+        task_b = asyncio.create_task(b.run())
+        await asyncio.sleep(0.5)
+        assert a.is_leader
+        assert not b.is_leader
+        task_a.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task_a
+        await a.release()
+        assert not a.is_leader
+        await eventually(lambda: b.is_leader, within=5.0)
+        lease = fake_kube.store["leases"][("kube-system", "carbon-deferral")]
+        assert lease["spec"]["holderIdentity"] == "b"
+        assert lease["spec"]["leaseTransitions"] >= 1
+        task_b.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task_b
+    finally:
+        await api.close()
+
+
+async def test_leader_that_is_not_renewed_hands_over_after_the_lease_duration(fake_kube: FakeKube) -> None:
+    api = await load_api_client(fake_kube.kubeconfig)
+    try:
+        a = LeaderElector(
+            api,
+            LeaseConfig(
+                "kube-system", identity="a", lease_duration=1.0, renew_deadline=0.6, retry_period=0.1
+            ),
+        )
+        b = LeaderElector(
+            api,
+            LeaseConfig(
+                "kube-system", identity="b", lease_duration=1.0, renew_deadline=0.6, retry_period=0.1
+            ),
+        )
+        assert await a.try_acquire_or_renew()
+        # "a" dies without releasing; "b" must wait a full lease duration of unchanged Lease first.
+        started = asyncio.get_running_loop().time()
+        assert not await b.try_acquire_or_renew()
+        task_b = asyncio.create_task(b.run())
+        await eventually(lambda: b.is_leader, within=5.0)
+        assert asyncio.get_running_loop().time() - started >= 1.0
+        task_b.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task_b
+    finally:
+        await api.close()
