@@ -123,7 +123,15 @@ class ExtenderMetrics:
             ["reason"],
             registry=r,
         )
-        self.binds = Counter(f"{NS}_binds", "Bind calls per result.", ["result"], registry=r)
+        self.binds = Counter(
+            f"{NS}_binds", "Bind calls per result (success, error, disabled).", ["result"], registry=r
+        )
+        self.bind_outcomes = Counter(
+            f"{NS}_bind_outcomes",
+            "Binder outcomes against the API server (bound, already_bound, conflict, error).",
+            ["result"],
+            registry=r,
+        )
         self.avoided = Histogram(
             f"{NS}_intensity_avoided_grams_per_kwh",
             "Per bound pod: candidates' mean intensity minus the chosen node's (gCO2eq/kWh); "

@@ -1,0 +1,209 @@
+"""`carbon-extender` / `python -m extender`: the CLI.
+
+Every ExtenderSettings field is a flag (`--max-data-age`) and an environment variable
+(`CARBON_EXTENDER_MAX_DATA_AGE`); a flag wins over the environment, which wins over the default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import ssl
+import sys
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import MISSING, fields
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from carbon_common.jsonlog import setup_logging
+from extender.app import Binder, Service, create_app
+from extender.carbon import CarbonState, FeedPoller, SnapshotFileWatcher
+from extender.metrics import ExtenderMetrics
+from extender.nodes import NodeLookup
+from extender.settings import ENV_PREFIX, ExtenderSettings, field_docs, validate
+from extender.zones import RegionMapError, ZoneResolver, load_region_map
+
+log = logging.getLogger("extender")
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+class SettingsError(ValueError):
+    pass
+
+
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")
+
+
+def _field_type(tp: Any) -> tuple[Callable[[str], Any], tuple[str, ...] | None, bool]:
+    """(converter, choices, optional) for a settings annotation such as `Path | None` or a Literal."""
+    optional = False
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        optional, tp = True, args[0]
+    if typing.get_origin(tp) is typing.Literal:
+        choices = tuple(str(c) for c in typing.get_args(tp))
+        return str, choices, optional
+    if tp is bool:
+        return _bool, None, optional
+    if tp in (int, float, str, Path):
+        return typing.cast(Callable[[str], Any], tp), None, optional
+    raise TypeError(f"unsupported settings type {tp!r}")
+
+
+def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
+    env = os.environ if env is None else env
+    hints = typing.get_type_hints(ExtenderSettings)
+    docs = field_docs()
+    parser = argparse.ArgumentParser(
+        prog="carbon-extender",
+        description="Carbon-aware kube-scheduler extender (extender protocol v1: filter, prioritize, "
+        "bind, preempt). Every flag can also be set with the environment variable shown.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    for f in fields(ExtenderSettings):
+        convert, choices, optional = _field_type(hints[f.name])
+        flag = "--" + f.name.replace("_", "-")
+        env_name = ENV_PREFIX + f.name.upper()
+        default = f.default if f.default is not MISSING else None
+        if env_name in env:
+            raw = env[env_name]
+            try:
+                default = None if optional and raw == "" else convert(raw)
+            except ValueError as exc:
+                raise SettingsError(f"{env_name}={raw!r}: {exc}") from None
+            if choices is not None and default not in choices:
+                raise SettingsError(f"{env_name}={raw!r}: expected one of {', '.join(choices)}")
+        help_text = f"{docs.get(f.name, '')} [env {env_name}]".strip()
+        if convert is _bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_text)
+        else:
+            parser.add_argument(flag, type=convert, choices=choices, default=default, help=help_text)
+    return parser
+
+
+def parse_settings(
+    argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
+) -> ExtenderSettings:
+    """Settings from flags over environment over defaults; raises SettingsError listing every problem."""
+    namespace = build_parser(env).parse_args(argv)
+    settings = ExtenderSettings(**vars(namespace))
+    problems = validate(settings)
+    if problems:
+        raise SettingsError("; ".join(problems))
+    return settings
+
+
+async def serve(settings: ExtenderSettings, stop: asyncio.Event | None = None) -> None:
+    """Run until SIGTERM/SIGINT (or `stop` is set), then shut down cleanly."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    resolver = ZoneResolver(
+        settings.zone_label, settings.region_label, load_region_map(settings.region_map_file)
+    )
+    carbon = CarbonState()
+    services: list[Service] = []
+    api: Any = None
+    binder: Binder | None = None
+    nodes: NodeLookup
+    node_service: Service
+    # Lazy imports: the Kubernetes client stack is only needed when talking to an API server.
+    if settings.nodes_file is not None:
+        from extender.nodes import StaticNodeCache
+
+        static = StaticNodeCache(settings.nodes_file, resolver.zone_of_labels)
+        nodes = node_service = static
+    if settings.nodes_file is None or settings.kubeconfig is not None:
+        from carbon_common.kube import load_api_client
+
+        api = await load_api_client(settings.kubeconfig)
+    if settings.nodes_file is None:
+        from extender.nodes import KubeNodeCache
+
+        kube = KubeNodeCache(api, resolver.zone_of_labels)
+        nodes = node_service = kube
+    services.append(node_service)
+    metrics = ExtenderMetrics(nodes, carbon)
+    if api is not None:
+        from extender.binder import Binder as KubeBinder
+
+        binder = KubeBinder(
+            api, settings.bind_timeout, on_result=lambda result: metrics.bind_outcomes.labels(result).inc()
+        )
+
+    if settings.snapshot_file is not None:
+        services.append(SnapshotFileWatcher(settings.snapshot_file, carbon))
+    elif settings.feed_url is not None:
+        services.append(FeedPoller(settings.feed_url, carbon, settings.feed_poll_interval))
+    else:
+        log.warning("no --snapshot-file or --feed-url: every node will be scored neutrally")
+
+    ssl_context: ssl.SSLContext | None = None
+    if settings.tls_cert is not None and settings.tls_key is not None:
+        from carbon_common.tls import CertReloader, server_ssl_context
+
+        ssl_context = server_ssl_context(settings.tls_cert, settings.tls_key, settings.client_ca)
+        services.append(CertReloader(ssl_context, settings.tls_cert, settings.tls_key, settings.client_ca))
+
+    app = create_app(settings, nodes, carbon, binder, services=services, resolver=resolver, metrics=metrics)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, settings.host, settings.port, ssl_context=ssl_context)
+        await site.start()
+        log.info(
+            "carbon extender serving",
+            extra={
+                "host": settings.host,
+                "port": settings.port,
+                "tls": ssl_context is not None,
+                "binding": binder is not None,
+            },
+        )
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        await runner.cleanup()
+        if binder is not None:
+            await binder.close()
+        if api is not None:
+            await api.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        settings = parse_settings(argv)
+    except SettingsError as exc:
+        print(f"carbon-extender: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(settings.log_level)
+    try:
+        asyncio.run(serve(settings))
+    except (RegionMapError, OSError, ssl.SSLError, ValueError) as exc:
+        log.error("cannot start", extra={"error": str(exc)})
+        return 1
+    except Exception as exc:  # e.g. kubernetes_asyncio's ConfigException: no usable kubeconfig
+        log.error("cannot start", extra={"error": f"{type(exc).__name__}: {exc}"})
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
