@@ -46,7 +46,11 @@ async def load_api_client(kubeconfig: Path | None) -> client.ApiClient:
     cfg = client.Configuration()
     if kubeconfig is None and in_cluster():
         # Synchronous in kubernetes-asyncio, unlike load_kube_config (REFERENCE §5).
-        config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+        config.load_incluster_config(  # type: ignore[no-untyped-call]
+            client_configuration=cfg,
+            token_filename=str(_SA_DIR / "token"),
+            cert_filename=str(_SA_DIR / "ca.crt"),
+        )
     else:
         path = kubeconfig if kubeconfig is not None else Path.home() / ".kube" / "config"
         if not path.is_file():
