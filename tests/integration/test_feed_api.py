@@ -179,9 +179,8 @@ async def test_bad_requests_get_json_errors(
 
 async def test_intensity_history_and_forecast(feed: Feed) -> None:
     client = feed[0]
-    de = await get(
-        client, "/v1/intensity/DE", **{"from": format_rfc3339(T0 - H), "to": format_rfc3339(T0 + H)}
-    )
+    span = {"from": format_rfc3339(T0 - H), "to": format_rfc3339(T0 + H)}
+    de = await get(client, "/v1/intensity/DE", 200, **span)
     assert de["intensity"] == 300.0
     assert de["ageSeconds"] == 1800
     assert de["fresh"] is True
