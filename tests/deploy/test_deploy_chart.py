@@ -1,0 +1,323 @@
+"""The chart renders what the contract says, rejects bad values with a clear message, and passes
+helm lint and kubeconform (strict, offline schemas) for every value set."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from deploytools import (
+    CHART_DIR,
+    KUBE_VERSION,
+    by_kind,
+    find_tool,
+    helm_template,
+    one,
+    render,
+    run,
+    scheduler_config,
+)
+from kubeschemas import kubeconform_argv
+from valuesets import VALUE_SETS
+
+VALUE_SET_IDS = sorted(VALUE_SETS)
+
+
+def _pod_spec(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    spec: dict[str, Any] = one(docs, "Deployment")["spec"]["template"]["spec"]
+    return spec
+
+
+def _containers(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {c["name"]: c for c in _pod_spec(docs)["containers"]}
+
+
+# --- the contract with the e2e harness ---------------------------------------------------------
+
+
+def test_default_scheduler_config_is_the_contract(tmp_path: Path) -> None:
+    docs = render(
+        tmp_path=tmp_path,
+        release="e2e",
+        namespace="sched",
+        extra=["--show-only", "templates/scheduler-config.yaml"],
+    )
+    assert [d["metadata"]["name"] for d in docs] == ["e2e-carbon-aware-scheduler-scheduler-config"]
+    assert scheduler_config(docs) == {
+        "apiVersion": "kubescheduler.config.k8s.io/v1",
+        "kind": "KubeSchedulerConfiguration",
+        "leaderElection": {
+            "leaderElect": True,
+            "resourceLock": "leases",
+            "resourceNamespace": "sched",
+            "resourceName": "carbon-aware-scheduler",
+        },
+        "percentageOfNodesToScore": 100,
+        "profiles": [{"schedulerName": "carbon-aware-scheduler"}],
+        "extenders": [
+            {
+                "urlPrefix": "http://127.0.0.1:8888",
+                "filterVerb": "filter",
+                "prioritizeVerb": "prioritize",
+                "preemptVerb": "preempt",
+                "bindVerb": "bind",
+                "weight": 5,
+                "ignorable": True,
+                "httpTimeout": "5s",
+                "nodeCacheCapable": True,
+            }
+        ],
+    }
+
+
+def test_scheduler_config_follows_values(tmp_path: Path) -> None:
+    pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    values = {
+        "scheduler": {"name": "green", "percentageOfNodesToScore": 50, "leaderElection": {"enabled": False}},
+        "extender": {
+            "port": 9443,
+            "weight": 3,
+            "ignorable": False,
+            "httpTimeout": "2500ms",
+            "nodeCacheCapable": False,
+            "bind": False,
+            "managedResources": [{"name": "example.com/green", "ignoredByScheduler": True}],
+            "tls": {
+                "enabled": True,
+                "secretName": "s",
+                "serverName": "ext",
+                "caData": pem,
+                "certFile": "/c",
+                "keyFile": "/k",
+            },
+        },
+    }
+    config = scheduler_config(render(values, tmp_path=tmp_path))
+    assert config["leaderElection"] == {"leaderElect": False}
+    assert config["percentageOfNodesToScore"] == 50
+    assert config["profiles"] == [{"schedulerName": "green"}]
+    (extender,) = config["extenders"]
+    assert "bindVerb" not in extender
+    assert extender["urlPrefix"] == "https://127.0.0.1:9443"
+    assert (extender["weight"], extender["ignorable"], extender["httpTimeout"]) == (3, False, "2500ms")
+    assert extender["nodeCacheCapable"] is False
+    assert extender["enableHTTPS"] is True
+    assert extender["managedResources"] == [{"name": "example.com/green", "ignoredByScheduler": True}]
+    tls = extender["tlsConfig"]
+    assert base64.b64decode(tls["caData"]).decode() == pem
+    assert (tls["serverName"], tls["certFile"], tls["keyFile"]) == ("ext", "/c", "/k")
+    assert "insecure" not in tls
+    assert "caFile" not in tls
+
+
+def test_ca_data_given_as_base64_is_kept(tmp_path: Path) -> None:
+    encoded = base64.b64encode(b"-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n").decode()
+    values = {"extender": {"tls": {"enabled": True, "secretName": "s", "caData": encoded}}}
+    (extender,) = scheduler_config(render(values, tmp_path=tmp_path))["extenders"]
+    assert extender["tlsConfig"] == {"caData": encoded}
+
+
+def test_url_prefix_value_wins(tmp_path: Path) -> None:
+    values = {"extender": {"urlPrefix": "http://127.0.0.1:40001/carbon"}}
+    (extender,) = scheduler_config(render(values, tmp_path=tmp_path))["extenders"]
+    assert extender["urlPrefix"] == "http://127.0.0.1:40001/carbon"
+
+
+def test_extender_service_snippet_points_at_the_service(tmp_path: Path) -> None:
+    docs = render({"mode": "extender-service"}, tmp_path=tmp_path, release="r", namespace="ns")
+    cm = one(docs, "ConfigMap", "-scheduler-config")
+    snippet = yaml.safe_load(cm["data"]["extenders.yaml"])
+    assert snippet["extenders"][0]["urlPrefix"] == "http://r-carbon-aware-scheduler.ns.svc:8888"
+    assert snippet["extenders"] == scheduler_config(docs)["extenders"]
+    service = one(docs, "Service")
+    assert [p["port"] for p in service["spec"]["ports"]] == [8888]
+    # No kube-scheduler in this shape, and none of its RBAC.
+    assert set(_containers(docs)) == {"extender", "feed"}
+    assert not [b for b in by_kind(docs, "ClusterRoleBinding") if b["roleRef"]["name"].startswith("system:")]
+    assert "--host=0.0.0.0" in _containers(docs)["extender"]["command"]
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"extender": {"weight": 0}}, "extender.weight must be > 0"),
+        ({"extender": {"httpTimeout": "5"}}, "extender.httpTimeout must be a Go duration"),
+        ({"extender": {"managedResources": [{"name": "cpu"}]}}, "not an extended resource name"),
+        ({"extender": {"managedResources": [{"name": "kubernetes.io/x"}]}}, "reserved"),
+        ({"extender": {"managedResources": [{"name": "a.io/x"}, {"name": "a.io/x"}]}}, "listed twice"),
+        ({"scheduler": {"percentageOfNodesToScore": 101}}, "within 0..100"),
+        ({"scheduler": {"name": "Not_A_Name"}}, "DNS-1123 subdomain"),
+        ({"mode": "sidecar"}, 'mode must be "second-scheduler" or "extender-service"'),
+        ({"extender": {"tls": {"enabled": True}}}, "needs a certificate"),
+        ({"extender": {"tls": {"enabled": True, "certManager": {"enabled": True}}}}, "issuerRef.name"),
+    ],
+)
+def test_bad_values_fail_with_a_clear_message(tmp_path: Path, values: dict[str, Any], message: str) -> None:
+    proc = helm_template(values, tmp_path=tmp_path)
+    assert proc.returncode != 0
+    assert message in proc.stderr
+
+
+# --- shape details --------------------------------------------------------------------------------
+
+
+def test_second_scheduler_pod(tmp_path: Path) -> None:
+    docs = render(tmp_path=tmp_path)
+    containers = _containers(docs)
+    assert set(containers) == {"kube-scheduler", "extender", "feed"}
+    scheduler = containers["kube-scheduler"]
+    assert scheduler["image"] == "registry.k8s.io/kube-scheduler:v1.35.8"
+    assert "--config=/etc/kubernetes/carbon-scheduler/config.yaml" in scheduler["command"]
+    extender = containers["extender"]
+    assert "--host=127.0.0.1" in extender["command"]
+    assert "--snapshot-file=/var/run/carbon/snapshot.json" in extender["command"]
+    # Loopback-only servers are probed from inside the container, not by the kubelet.
+    assert "exec" in extender["livenessProbe"]
+    assert "exec" in extender["readinessProbe"]
+    assert "http://127.0.0.1:8888/healthz" in extender["livenessProbe"]["exec"]["command"][-1]
+    feed = containers["feed"]
+    assert {"--config=/etc/carbon-feed/feed.yaml", "--db=/var/lib/carbon-feed/history.db"} <= set(
+        feed["command"]
+    )
+    assert not by_kind(docs, "Service")
+    assert not by_kind(docs, "PodDisruptionBudget")
+
+
+def test_rbac_is_the_least_privilege_plus_the_scheduler_roles(tmp_path: Path) -> None:
+    docs = render(tmp_path=tmp_path, release="r", namespace="ns")
+    role = one(docs, "ClusterRole", "-extender")
+    rules = {(tuple(r["apiGroups"]), tuple(r["resources"])): set(r["verbs"]) for r in role["rules"]}
+    assert rules == {
+        (("",), ("nodes",)): {"list", "watch"},
+        (("",), ("pods",)): {"get", "patch"},
+        (("",), ("pods/binding",)): {"create"},
+        (("", "events.k8s.io"), ("events",)): {"create", "patch"},
+    }
+    cluster_roles = {b["roleRef"]["name"] for b in by_kind(docs, "ClusterRoleBinding")}
+    assert cluster_roles == {
+        "r-carbon-aware-scheduler-extender",
+        "system:kube-scheduler",
+        "system:volume-scheduler",
+    }
+    auth = one(docs, "RoleBinding", "-authentication-reader")
+    assert (auth["metadata"]["namespace"], auth["roleRef"]["name"]) == (
+        "kube-system",
+        "extension-apiserver-authentication-reader",
+    )
+    lease = one(docs, "Role", "-leader-election")
+    assert {"resourceNames": ["carbon-aware-scheduler"], "verbs": ["get", "update"]}.items() <= lease[
+        "rules"
+    ][1].items()
+    for binding in by_kind(docs, "ClusterRoleBinding") + by_kind(docs, "RoleBinding"):
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": "r-carbon-aware-scheduler", "namespace": "ns"}
+        ]
+
+
+def test_pdb_only_with_several_replicas(tmp_path: Path) -> None:
+    assert not by_kind(render({"replicaCount": 1}, tmp_path=tmp_path), "PodDisruptionBudget")
+    pdb = one(render({"replicaCount": 2}, tmp_path=tmp_path), "PodDisruptionBudget")
+    assert pdb["spec"]["minAvailable"] == 1
+
+
+def test_config_change_rolls_the_pods(tmp_path: Path) -> None:
+    def annotations(values: dict[str, Any]) -> dict[str, str]:
+        docs = render(values, tmp_path=tmp_path)
+        result: dict[str, str] = one(docs, "Deployment")["spec"]["template"]["metadata"]["annotations"]
+        return result
+
+    base = annotations({})
+    feed_changed = annotations({"feed": {"extraConfig": {"interval": 600}}})
+    scheduler_changed = annotations({"extender": {"weight": 7}})
+    assert base["checksum/config"] != feed_changed["checksum/config"]
+    assert base["checksum/scheduler-config"] == feed_changed["checksum/scheduler-config"]
+    assert base["checksum/scheduler-config"] != scheduler_changed["checksum/scheduler-config"]
+    assert base == annotations({})
+
+
+@pytest.mark.parametrize("name", VALUE_SET_IDS)
+def test_every_container_is_locked_down(tmp_path: Path, name: str) -> None:
+    docs = render(VALUE_SETS[name], tmp_path=tmp_path)
+    for doc in by_kind(docs, "Deployment") + by_kind(docs, "Pod"):
+        spec = doc["spec"]["template"]["spec"] if doc["kind"] == "Deployment" else doc["spec"]
+        assert spec["securityContext"]["runAsNonRoot"] is True
+        assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        for container in spec["containers"]:
+            ctx = container["securityContext"]
+            assert ctx["allowPrivilegeEscalation"] is False, container["name"]
+            assert ctx["readOnlyRootFilesystem"] is True, container["name"]
+            assert ctx["capabilities"] == {"drop": ["ALL"]}, container["name"]
+            assert container["resources"]["limits"]["memory"], container["name"]
+
+
+def test_tls_and_mtls_mounts(tmp_path: Path) -> None:
+    docs = render(
+        VALUE_SETS["extender-service-cert-manager-mtls"], tmp_path=tmp_path, release="r", namespace="ns"
+    )
+    cert = one(docs, "Certificate")
+    assert cert["spec"]["secretName"] == "r-carbon-aware-scheduler-extender-tls"
+    assert "r-carbon-aware-scheduler.ns.svc" in cert["spec"]["dnsNames"]
+    extender = _containers(docs)["extender"]
+    assert "--client-ca=/etc/carbon-extender/client-ca/ca.crt" in extender["command"]
+    assert "--tls-cert=/etc/carbon-extender/tls/tls.crt" in extender["command"]
+    # A server that demands client certificates cannot be probed over HTTP by the kubelet.
+    assert "tcpSocket" in extender["livenessProbe"]
+    (entry,) = scheduler_config(docs)["extenders"]
+    assert entry["urlPrefix"] == "https://r-carbon-aware-scheduler.ns.svc:8888"
+    assert entry["managedResources"] == [{"name": "carbon-aware.io/opt-in", "ignoredByScheduler": True}]
+
+
+def test_feed_config_and_secrets(tmp_path: Path) -> None:
+    values = {"feed": {"secrets": [{"name": "em-token"}], "extraConfig": {"interval": 300}}}
+    docs = render(values, tmp_path=tmp_path)
+    feed_config = yaml.safe_load(one(docs, "ConfigMap", "-feed")["data"]["feed.yaml"])
+    assert feed_config["interval"] == 300
+    assert feed_config["providers"] == copy.deepcopy(
+        yaml.safe_load((CHART_DIR / "values.yaml").read_text())["feed"]["providers"]
+    )
+    mounts = {m["mountPath"]: m for m in _containers(docs)["feed"]["volumeMounts"]}
+    assert mounts["/etc/carbon-feed/secrets/em-token"]["readOnly"] is True
+    # Tokens never land in a ConfigMap.
+    assert "em-token" not in json.dumps([d for d in by_kind(docs, "ConfigMap")])
+
+
+# --- the real tools ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", VALUE_SET_IDS)
+def test_helm_lint(tmp_path: Path, name: str) -> None:
+    values_file = tmp_path / "values.yaml"
+    values_file.write_text(yaml.safe_dump(VALUE_SETS[name]))
+    proc = run(
+        [find_tool("helm"), "lint", "--strict", CHART_DIR, "-f", values_file, "--kube-version", KUBE_VERSION]
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("name", VALUE_SET_IDS)
+def test_kubeconform_strict(tmp_path: Path, name: str) -> None:
+    proc = helm_template(VALUE_SETS[name], tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    result = run([*kubeconform_argv(), "-"], stdin=proc.stdout)
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = json.loads(result.stdout)["summary"]
+    assert (summary["invalid"], summary["errors"]) == (0, 0), summary
+    assert summary["valid"] >= 8, summary
+
+
+def test_kubeconform_catches_an_invalid_manifest(tmp_path: Path) -> None:
+    """The schemas are really applied: an unknown field in a Deployment is an error in strict mode."""
+    bad = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "x"},
+        "spec": {"replicas": 1, "replicaz": 2},
+    }
+    result = run([*kubeconform_argv(), "-"], stdin=yaml.safe_dump(bad))
+    assert result.returncode != 0
+    assert "replicaz" in result.stdout

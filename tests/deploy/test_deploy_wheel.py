@@ -1,0 +1,153 @@
+"""The wheel the Dockerfile installs builds from exactly what the Dockerfile copies, installs into a
+clean virtual environment with only its runtime dependencies, and both entry points start.
+
+No Docker engine runs in CI, so this is the check that the image's contents work.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from deploytools import REPO_ROOT
+
+# What the Dockerfile's builder stage COPYs (keep in step with it; test_dockerfile_copies_these checks).
+WHEEL_SOURCES = ("pyproject.toml", "README.md", "carbon_common", "extender", "carbon_feed", "deferral")
+INSTALL_TIMEOUT = 240.0
+
+
+def _pip_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV", "PIP_"))}
+    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    return env
+
+
+@pytest.fixture(scope="module")
+def clean_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh venv with only the built wheel and its declared runtime dependencies."""
+    root = tmp_path_factory.mktemp("wheel")
+    src = root / "src"
+    src.mkdir()
+    for name in WHEEL_SOURCES:
+        path = REPO_ROOT / name
+        if path.is_dir():
+            shutil.copytree(path, src / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        else:
+            shutil.copy2(path, src / name)
+    wheels = root / "wheels"
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", str(wheels), str(src)],
+        capture_output=True,
+        text=True,
+        timeout=INSTALL_TIMEOUT,
+        env=_pip_env(),
+        check=False,
+    )
+    assert build.returncode == 0, build.stdout + build.stderr
+    (wheel,) = wheels.glob("carbon_aware_scheduler-*.whl")
+    venv = root / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=INSTALL_TIMEOUT)
+    install = subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", str(wheel)],
+        capture_output=True,
+        text=True,
+        timeout=INSTALL_TIMEOUT,
+        env=_pip_env(),
+        check=False,
+    )
+    assert install.returncode == 0, install.stdout + install.stderr
+    return venv
+
+
+def test_dockerfile_copies_these() -> None:
+    dockerfile = (REPO_ROOT / "Dockerfile").read_text()
+    copied = {
+        part.rstrip("/")
+        for line in dockerfile.splitlines()
+        if line.startswith("COPY ") and "--from" not in line
+        for part in line.split()[1:-1]
+    }
+    assert copied == set(WHEEL_SOURCES)
+
+
+def test_only_runtime_dependencies_are_installed(clean_venv: Path) -> None:
+    listed = subprocess.run(
+        [str(clean_venv / "bin" / "python"), "-m", "pip", "list", "--format=json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    names = {p["name"].lower().replace("_", "-") for p in json.loads(listed.stdout)}
+    assert {
+        "carbon-aware-scheduler",
+        "aiohttp",
+        "kubernetes-asyncio",
+        "orjson",
+        "prometheus-client",
+        "pyyaml",
+    } <= names
+    assert not names & {"pytest", "mypy", "ruff", "pandas", "pyarrow", "matplotlib", "trustme"}
+
+
+@pytest.mark.parametrize("entry_point", ["carbon-extender", "carbon-feed"])
+def test_entry_point_help(clean_venv: Path, entry_point: str) -> None:
+    proc = subprocess.run(
+        [str(clean_venv / "bin" / entry_point), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "--port" in proc.stdout
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def test_extender_serves_healthz(clean_venv: Path, tmp_path: Path) -> None:
+    nodes = tmp_path / "nodes.json"
+    node = {"metadata": {"name": "node-a", "labels": {"carbon-aware.io/zone": "FR"}}}
+    nodes.write_text(json.dumps({"apiVersion": "v1", "kind": "NodeList", "items": [node]}))
+    port = _free_port()
+    argv = [
+        str(clean_venv / "bin" / "carbon-extender"),
+        "--host=127.0.0.1",
+        f"--port={port}",
+        f"--nodes-file={nodes}",
+    ]
+    log = tmp_path / "extender.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 30
+        status = None
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
+                    status = response.status
+                    break
+            except (urllib.error.URLError, ConnectionError):
+                time.sleep(0.2)
+        assert status == 200, f"exit={proc.poll()} log:\n{log.read_text()}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
