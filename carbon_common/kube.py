@@ -20,7 +20,7 @@ import random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import orjson
@@ -124,8 +124,13 @@ ListFunc = Callable[..., Awaitable[Any]]
 """A kubernetes-asyncio list method (e.g. `CoreV1Api.list_node`), possibly a functools.partial."""
 
 
-OnList = Callable[[list[dict[str, Any]]], None]
-"""Called with every object of a complete (re)list: the callback replaces its whole state."""
+T = TypeVar("T")
+
+OnList = Callable[[list[T]], None]
+"""Called with every (transformed) object of a complete (re)list: the callback replaces its state."""
+Transform = Callable[[dict[str, Any]], T]
+"""Applied to each listed object as its page arrives, so only one raw page is alive at a time (a
+5,000-node list of full Node objects is ~100 MB of dicts). Raising skips the object (logged)."""
 OnEvent = Callable[[str, dict[str, Any]], None]
 """Called with ADDED / MODIFIED / DELETED and the raw object."""
 
@@ -147,7 +152,8 @@ class _Gone(Exception):
 
 async def list_watch(
     list_func: ListFunc,
-    on_list: OnList,
+    transform: Transform[T],
+    on_list: OnList[T],
     on_event: OnEvent,
     stats: WatchStats,
     options: ListWatchOptions | None = None,
@@ -161,7 +167,8 @@ async def list_watch(
     - 410 Gone / "Expired" (on watch or on a list continue token) → full relist.
     - Any other error → backoff with jitter, then resume (watch) if we still hold a resourceVersion,
       else relist. Callbacks raising are logged and counted, never stop the loop.
-    `extra` is passed to every call (e.g. label_selector, field_selector).
+    `extra` is passed to every call (e.g. label_selector, field_selector). Use `transform=identity`
+    (a lambda returning the dict) to receive the raw objects.
     """
     opts = options or ListWatchOptions()
     kwargs = dict(extra or {})
@@ -170,7 +177,7 @@ async def list_watch(
     while True:
         try:
             if not rv:
-                rv = await _list(list_func, on_list, stats, opts, kwargs)
+                rv = await _list(list_func, transform, on_list, stats, opts, kwargs)
                 stats.synced = True
             loop = asyncio.get_running_loop()
             started = loop.time()
@@ -201,9 +208,14 @@ async def list_watch(
 
 
 async def _list(
-    list_func: ListFunc, on_list: OnList, stats: WatchStats, opts: ListWatchOptions, kwargs: dict[str, Any]
+    list_func: ListFunc,
+    transform: Transform[T],
+    on_list: OnList[T],
+    stats: WatchStats,
+    opts: ListWatchOptions,
+    kwargs: dict[str, Any],
 ) -> str:
-    items: list[dict[str, Any]] = []
+    items: list[T] = []
     cont = ""
     while True:
         resp = await list_func(
@@ -220,8 +232,14 @@ async def _list(
                 # Continue token expired mid-list: start over (a fresh list needs no token).
                 raise _Gone from exc
             raise
-        items.extend(page.get("items") or ())
+        for obj in page.get("items") or ():
+            try:
+                items.append(transform(obj))
+            except Exception as exc:  # one malformed object must not block the whole cache
+                stats.errors += 1
+                log.warning("skipping malformed object in list", extra={"error": repr(exc)})
         meta = page.get("metadata") or {}
+        del page  # let the raw page go while the next one is fetched
         cont = meta.get("continue") or ""
         if not cont:
             rv = str(meta.get("resourceVersion") or "")

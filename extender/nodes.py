@@ -100,17 +100,6 @@ class _Cache:
             counts[info.zone] = counts.get(info.zone, 0) + 1
         return counts
 
-    def _build(self, items: list[dict[str, Any]]) -> dict[str, NodeInfo]:
-        nodes: dict[str, NodeInfo] = {}
-        for obj in items:
-            try:
-                name, info = node_info(obj, self._zone_of_labels)
-            except (KeyError, TypeError, AttributeError) as exc:
-                log.warning("skipping malformed node object", extra={"error": repr(exc)})
-                continue
-            nodes[name] = info
-        return nodes
-
 
 class KubeNodeCache(_Cache):
     """Nodes from the API server: paginated list, then watch with bookmarks; relist on 410.
@@ -136,7 +125,14 @@ class KubeNodeCache(_Cache):
         """Start the background list/watch; returns at once (readiness is `synced`)."""
         if self._task is None:
             self._task = asyncio.create_task(
-                list_watch(self._core.list_node, self._on_list, self._on_event, self.stats, self._options),
+                list_watch(
+                    self._core.list_node,
+                    self._transform,
+                    self._on_list,
+                    self._on_event,
+                    self.stats,
+                    self._options,
+                ),
                 name="node-cache",
             )
 
@@ -151,9 +147,12 @@ class KubeNodeCache(_Cache):
                 await self._task
             self._task = None
 
-    def _on_list(self, items: list[dict[str, Any]]) -> None:
+    def _transform(self, obj: dict[str, Any]) -> tuple[str, NodeInfo]:
+        return node_info(obj, self._zone_of_labels)
+
+    def _on_list(self, items: list[tuple[str, NodeInfo]]) -> None:
         # Swap the whole dict: a relist also drops nodes deleted while we were not watching.
-        self._nodes = self._build(items)
+        self._nodes = dict(items)
         self._synced = True
         self._synced_event.set()
         log.info("node cache listed", extra={"nodes": len(self._nodes)})

@@ -247,3 +247,14 @@ async def test_static_file_bad_at_startup(tmp_path: Path, content: bytes | None,
     with pytest.raises(NodesFileError, match=message.replace("[", r"\[").replace("]", r"\]")):
         await cache.start()
     assert not cache.synced
+
+
+async def test_malformed_object_in_list_is_skipped(fake_kube: FakeKube, cache: KubeNodeCache) -> None:
+    fake_kube.add_node("a", {ZONE: "DE"})
+    fake_kube.add_node("bad", metadata={"labels": {ZONE: "X"}})  # no name
+    await cache.start()
+    async with asyncio.timeout(5):
+        await cache.wait_synced()
+    assert len(cache) == 1
+    assert cache.zone_of("a") == "DE"
+    assert cache.stats.errors == 1
