@@ -19,4 +19,4 @@ def test_demo_places_every_pod_and_reports_savings() -> None:
     assert "NodeNames" in out
     assert "Nodes " in out
     assert "% lower" in out
-    assert "carbon_extender_intensity_avoided_grams_per_kwh_count 12.0" in out
+    assert "carbon_extender_intensity_avoided_grams_per_kwh_sum" in out
