@@ -2,6 +2,9 @@
 # Installs the test-time tools that are not Python packages, each pinned, each only when missing:
 #   - helm, kubeconform, kwok from the Go module proxy (`go install`) into a cache bin folder
 #   - prometheus and promtool from Debian's `prometheus` package
+#   - checkov and kubernetes-validate (pinned, from PyPI) in their own venv next to the bin folder:
+#     their dependency pins clash with the project's, so they stay out of .venv
+#   - offline kubeconform schemas generated from kubernetes-validate (hack/gen-kube-schemas.py)
 # Prints the bin folder that holds the Go tools.
 #   CARBON_TOOLS_BIN=DIR   where the Go tools go (default: <repo>/.cache/tools/bin)
 set -euo pipefail
@@ -31,6 +34,27 @@ if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
   apt-get install -y -qq --no-install-recommends prometheus >&2
   # The package starts a system Prometheus on :9090; the tests start their own on free ports.
   (systemctl disable --now prometheus || service prometheus stop || true) >/dev/null 2>&1
+fi
+# Python-packaged checkers, pinned; a stamp records the pins so a change reinstalls.
+pyvenv=$(dirname "$bin")/pyvenv
+py_pins="checkov==3.3.30 kubernetes-validate==1.37.0"
+if [[ "$(cat "$pyvenv/.pins" 2>/dev/null)" != "$py_pins" ]]; then
+  log "pip install $py_pins (into $pyvenv)"
+  python3 -m venv "$pyvenv"
+  # shellcheck disable=SC2086  # the pins are words on purpose
+  "$pyvenv/bin/pip" install -q --disable-pip-version-check $py_pins >&2
+  echo "$py_pins" >"$pyvenv/.pins"
+fi
+ln -sf "$pyvenv/bin/checkov" "$bin/checkov"
+
+# kubeconform schemas for the Kubernetes minor the manifests target, generated offline.
+kube_minor=1.35
+schemas=$(dirname "$bin")/kube-schemas
+if [[ ! -f $schemas/v$kube_minor.0-standalone-strict/deployment-apps-v1.json ]]; then
+  source_dir=$(echo "$pyvenv"/lib/python3*/site-packages/kubernetes_validate/kubernetes-json-schema/v$kube_minor.0-local-strict)
+  log "generating kubeconform schemas for $kube_minor into $schemas"
+  python3 "$root/hack/gen-kube-schemas.py" --out "$schemas" --kube-version "$kube_minor" \
+    --from-kubernetes-validate "$source_dir" >&2
 fi
 log "tools ready in $bin"
 echo "$bin"
