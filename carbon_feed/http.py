@@ -52,6 +52,9 @@ Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
 _BODY_SNIPPET: Final = 200
+# A 72 h WattTime forecast for one region is ~100 kB; anything near this is a misbehaving upstream.
+MAX_BODY_BYTES: Final = 16 * 1024 * 1024
+_DEFAULT_HEADERS: Final = {"Accept": "application/json", "User-Agent": "carbon-aware-scheduler-feed/0.1"}
 
 
 class ProviderError(Exception):
@@ -240,6 +243,22 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
     return max(0.0, (when - now).total_seconds())
 
 
+async def _read_limited(response: aiohttp.ClientResponse, limit: int, where: str) -> bytes:
+    """The body, refusing to buffer more than `limit` bytes (memory is shared with the API server)."""
+    if response.content_length is not None and response.content_length > limit:
+        raise MalformedError(
+            f"{where}: response of {response.content_length} bytes exceeds the {limit} byte limit"
+        )
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(65536):
+        size += len(chunk)
+        if size > limit:
+            raise MalformedError(f"{where}: response exceeds the {limit} byte limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def basic_auth(username: Secret, password: Secret) -> str:
     """The Authorization header value for HTTP Basic (RFC 7617), without aiohttp's deprecated BasicAuth."""
     raw = f"{username.reveal()}:{password.reveal()}".encode()
@@ -279,6 +298,7 @@ class HttpClient:
         self.provider = provider
         self.policy = policy or RetryPolicy()
         self.bucket = bucket
+        self.max_body_bytes = MAX_BODY_BYTES
         self._session = session
         self._observer = observer
         self._secrets = tuple(secrets)
@@ -363,14 +383,14 @@ class HttpClient:
             async with self._session.get(
                 url,
                 params=params,
-                headers=headers,
+                headers={**_DEFAULT_HEADERS, **(headers or {})},
                 timeout=aiohttp.ClientTimeout(total=seconds),
                 # A redirect could carry our auth header to another host: treat it as an error instead.
                 allow_redirects=False,
             ) as response:
                 status = response.status
                 retry_after = response.headers.get("Retry-After")
-                body = await response.read()
+                body = await _read_limited(response, self.max_body_bytes, where)
         except TimeoutError:
             raise UnavailableError(
                 f"{where}: no complete response within {seconds:g} s", outcome="timeout"

@@ -223,6 +223,20 @@ async def test_nan_literal_still_decodes_so_validation_can_reject_one_value(env:
     assert value["v"] != value["v"]  # NaN
 
 
+async def test_oversized_bodies_are_refused(env: Any) -> None:
+    _, base, session = env
+    http = client(session, FakeClock(), Outcomes())
+    http.max_body_bytes = 5
+    with pytest.raises(MalformedError, match="exceeds the 5 byte limit"):
+        await http.get_json(base + "data")
+
+
+async def test_json_is_asked_for(env: Any) -> None:
+    emu, base, session = env
+    await client(session, FakeClock(), Outcomes()).get_json(base + "data")
+    assert emu.requests[0].headers["Accept"] == "application/json"
+
+
 async def test_redirects_are_not_followed(env: Any) -> None:
     _, base, session = env
     with pytest.raises(RequestError, match="HTTP 302"):
