@@ -1,0 +1,215 @@
+"""Deferral on real traces: the product's planner vs running at once vs a perfect-knowledge oracle.
+
+    python bench/deferral_eval.py [--trace FILE.csv] [--duration 1h] [--max-delay 24h]
+        [--forecast seasonal|perfect] [--step 5] [--zones DE,FR] [--out bench/results/deferral_eval.json]
+
+For every zone and every ``step``-th hour ``a`` of the trace (CSV ``datetime,zone,intensity``; default the
+embedded ENTSO-E 2019 trace from carbon_feed.traces) a job of ``duration`` arrives with ``max-delay``:
+
+- now: the job starts at ``a``; it is charged the actual mean intensity of [a, a + duration);
+- planner: ``deferral.planner.plan_start`` on ``best_windows`` of a forecast made at ``a``, charged the
+  *actual* intensity of the window it chose. ``seasonal`` forecasts each future hour by the same hour of
+  the last observed day (a classic naive baseline, no look-ahead); ``perfect`` hands it the actual future
+  (then planner == oracle up to ties, a check of the planner itself);
+- oracle: the lowest actual mean over every hourly start in [a, a + max-delay].
+
+Temporal shifting only (one zone per job): spatial choice is the extender's and is measured elsewhere.
+Savings are relative to "now"; "captured" is planner savings / oracle savings. Also reported: the
+planner's cost per decision (best_windows + plan_start), so a controller's CPU budget can be judged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from carbon_feed.traces import default_trace_path, load_trace  # noqa: E402
+from deferral.annotations import DeferralSpec, parse_duration  # noqa: E402
+from deferral.planner import Forecast, Point, best_windows, plan_start  # noqa: E402
+
+HOUR = timedelta(hours=1)
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneResult:
+    zone: str
+    jobs: int
+    now: float
+    planner: float
+    oracle: float
+
+    @property
+    def planner_saving(self) -> float:
+        return 1.0 - self.planner / self.now
+
+    @property
+    def oracle_saving(self) -> float:
+        return 1.0 - self.oracle / self.now
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "zone": self.zone,
+            "jobs": self.jobs,
+            "mean_intensity_now": round(self.now, 2),
+            "mean_intensity_planner": round(self.planner, 2),
+            "mean_intensity_oracle": round(self.oracle, 2),
+            "saving_planner_pct": round(100 * self.planner_saving, 2),
+            "saving_oracle_pct": round(100 * self.oracle_saving, 2),
+        }
+
+
+def mean_over(series: dict[datetime, float], start: datetime, duration: timedelta) -> float | None:
+    """Actual time-weighted mean over [start, start + duration) on hourly data; None if a gap."""
+    total, weight = 0.0, 0.0
+    hour = start.replace(minute=0, second=0, microsecond=0)
+    end = start + duration
+    while hour < end:
+        value = series.get(hour)
+        if value is None:
+            return None
+        seconds = (min(hour + HOUR, end) - max(hour, start)).total_seconds()
+        total += value * seconds
+        weight += seconds
+        hour += HOUR
+    return total / weight
+
+
+def forecast_points(
+    zone: str, series: dict[datetime, float], arrival: datetime, horizon: int, kind: str
+) -> list[Point]:
+    points = []
+    for lead in range(horizon):
+        hour = arrival + lead * HOUR
+        if kind == "perfect":
+            value = series.get(hour)
+        else:
+            # Seasonal naive: the same hour on the latest day that was fully observed before `arrival`.
+            days_back = lead // 24 + 1
+            value = series.get(hour - days_back * 24 * HOUR)
+        if value is not None:
+            points.append(Point(zone, hour, hour + HOUR, value))
+    return points
+
+
+def evaluate_zone(
+    zone: str,
+    series: dict[datetime, float],
+    duration: timedelta,
+    max_delay: timedelta,
+    kind: str,
+    step: int,
+    timings: list[float],
+) -> ZoneResult | None:
+    hours = sorted(series)
+    horizon = int((max_delay + duration) / HOUR) + 1
+    now_sum = planner_sum = oracle_sum = 0.0
+    jobs = 0
+    for arrival in hours[48::step]:
+        spec = DeferralSpec(
+            duration=duration, deadline=arrival + max_delay + duration, earliest_start=arrival
+        )
+        run_now = mean_over(series, arrival, duration)
+        candidates = [
+            mean_over(series, arrival + i * HOUR, duration) for i in range(int(max_delay / HOUR) + 1)
+        ]
+        if run_now is None or any(c is None for c in candidates):
+            continue  # the trace has a gap here: skip rather than guess
+        oracle = min(c for c in candidates if c is not None)
+        points = forecast_points(zone, series, arrival, horizon, kind)
+        started = time.perf_counter()
+        windows = best_windows(points, duration, arrival, spec.deadline)
+        previous_hour = series.get(arrival - HOUR)
+        current = {zone: previous_hour} if previous_hour is not None else {}
+        plan = plan_start(spec, arrival, Forecast(windows, current))
+        timings.append(time.perf_counter() - started)
+        chosen = mean_over(series, plan.start, duration)
+        if chosen is None:
+            continue
+        now_sum, planner_sum, oracle_sum = now_sum + run_now, planner_sum + chosen, oracle_sum + oracle
+        jobs += 1
+    if jobs == 0:
+        return None
+    return ZoneResult(zone, jobs, now_sum / jobs, planner_sum / jobs, oracle_sum / jobs)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trace", type=Path, default=None)
+    parser.add_argument("--duration", default="1h")
+    parser.add_argument("--max-delay", default="24h")
+    parser.add_argument("--forecast", choices=("seasonal", "perfect"), default="seasonal")
+    parser.add_argument("--step", type=int, default=5, help="evaluate every N-th arrival hour")
+    parser.add_argument("--zones", default="", help="comma list (default: every zone in the trace)")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "deferral_eval.json")
+    args = parser.parse_args(argv)
+    try:
+        duration, max_delay = parse_duration(args.duration), parse_duration(args.max_delay)
+    except ValueError as error:
+        parser.error(str(error))
+    if args.step < 1:
+        parser.error("--step must be >= 1")
+    trace_path = args.trace or default_trace_path()
+    trace = load_trace(trace_path)
+    wanted = [z.strip() for z in args.zones.split(",") if z.strip()] or sorted(trace)
+    unknown = [z for z in wanted if z not in trace]
+    if unknown:
+        parser.error(f"zones not in the trace: {', '.join(unknown)}")
+
+    timings: list[float] = []
+    results = []
+    for zone in wanted:
+        result = evaluate_zone(
+            zone, dict(trace[zone]), duration, max_delay, args.forecast, args.step, timings
+        )
+        if result is not None:
+            results.append(result)
+    if not results:
+        print("no zone had enough data for this duration and delay", file=sys.stderr)
+        return 1
+
+    planner_mean = statistics.fmean(r.planner_saving for r in results)
+    oracle_mean = statistics.fmean(r.oracle_saving for r in results)
+    report = {
+        "trace": str(trace_path),
+        "duration_seconds": duration.total_seconds(),
+        "max_delay_seconds": max_delay.total_seconds(),
+        "forecast": args.forecast,
+        "step_hours": args.step,
+        "jobs": sum(r.jobs for r in results),
+        "saving_planner_pct_mean_over_zones": round(100 * planner_mean, 2),
+        "saving_oracle_pct_mean_over_zones": round(100 * oracle_mean, 2),
+        "captured_of_oracle_pct": round(100 * planner_mean / oracle_mean, 1) if oracle_mean > 0 else None,
+        "planner_decision_ms_median": round(1000 * statistics.median(timings), 3),
+        "planner_decision_ms_p99": round(1000 * sorted(timings)[int(0.99 * (len(timings) - 1))], 3),
+        "zones": [r.as_dict() for r in results],
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"{'zone':6} {'jobs':>5} {'now':>7} {'planner':>8} {'oracle':>7} {'save%':>6} {'oracle%':>7}")
+    for r in results:
+        print(
+            f"{r.zone:6} {r.jobs:5d} {r.now:7.1f} {r.planner:8.1f} {r.oracle:7.1f} "
+            f"{100 * r.planner_saving:6.1f} {100 * r.oracle_saving:7.1f}"
+        )
+    print(
+        f"mean saving: planner {report['saving_planner_pct_mean_over_zones']}% vs oracle "
+        f"{report['saving_oracle_pct_mean_over_zones']}% (captured {report['captured_of_oracle_pct']}%); "
+        f"planner decision median {report['planner_decision_ms_median']} ms, "
+        f"p99 {report['planner_decision_ms_p99']} ms; wrote {args.out}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
