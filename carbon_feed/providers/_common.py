@@ -153,16 +153,24 @@ async def per_zone(
     collector: Collector,
     pairs: Sequence[tuple[str, str]],
     fetch_one: Callable[[str, str], Awaitable[None]],
+    *,
+    auth_is_per_zone: bool = False,
 ) -> None:
     """Fetch zone by zone. One zone failing (unknown to the provider, a 5xx) is reported in `rejected`
-    and the others still count; auth and rate-limit failures stop the round because every further
-    request would fail the same way. If no zone succeeded, the first error is raised."""
+    and the others still count; rate-limit failures stop the round because every further request
+    would fail the same way, and so do auth failures unless the provider scopes keys per zone
+    (`auth_is_per_zone`). If no zone succeeded, the first error is raised, with its type."""
     errors: list[ProviderError] = []
     for zone, remote in pairs:
         try:
             await fetch_one(zone, remote)
-        except (AuthError, RateLimitedError):
+        except RateLimitedError:
             raise
+        except AuthError as exc:
+            if not auth_is_per_zone:
+                raise
+            errors.append(exc)
+            collector.reject(f"{zone}: {exc}", zone=zone)
         except ProviderError as exc:
             errors.append(exc)
             collector.reject(f"{zone}: {exc}", zone=zone)

@@ -107,7 +107,9 @@ class ElectricityMapsProvider:
                 except ProviderError as exc:
                     collector.reject(f"{zone}: {exc}", zone=zone)
 
-        await per_zone(collector, resolve_zones(collector, zones, self._zones), one)
+        # Electricity Maps keys are scoped to the zones of the plan: a 401/403 for one zone says
+        # nothing about the others. A bad key still fails the round, since then every zone fails.
+        await per_zone(collector, resolve_zones(collector, zones, self._zones), one, auth_is_per_zone=True)
         return collector.result()
 
     async def _get(self, endpoint: str, remote: str) -> dict[str, Any]:

@@ -96,7 +96,15 @@ async def test_wrong_token_is_an_auth_error(env: Env) -> None:
     emu.token = "rotated"
     with pytest.raises(AuthError, match="HTTP 401"):
         await make(env).fetch(["DE", "FR"], NOW)
-    assert len(emu.requests) == 1  # no point asking for the other zone with a bad key
+    assert len(emu.requests) == 2  # once per zone, no retries
+
+
+async def test_zone_outside_the_plan_does_not_hide_the_others(env: Env) -> None:
+    emu = env[0]
+    emu.fail(Fault("403"), path="/v3/carbon-intensity/latest", times=1)  # first zone: DE
+    result = await make(env, history=False, forecast=False).fetch(["DE", "FR"], NOW)
+    assert [r.zone for r in result.readings] == ["FR"]
+    assert any(reason.startswith("DE:") and "403" in reason for reason in result.rejected)
 
 
 async def test_403_on_forecast_keeps_the_latest_value(env: Env) -> None:
