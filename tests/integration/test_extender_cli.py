@@ -1,0 +1,92 @@
+"""`python -m extender` as a process: static nodes + snapshot file, serves, stops cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+
+import aiohttp
+import orjson
+
+from carbon_common.snapshot import Snapshot, ZoneReading, write_snapshot_atomic
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def test_process_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
+    nodes = tmp_path / "nodes.json"
+    nodes.write_bytes(resources.files("extender").joinpath("data/demo-nodes.json").read_bytes())
+    snapshot = tmp_path / "snapshot.json"
+    now = datetime.now(UTC)
+    write_snapshot_atomic(
+        snapshot,
+        Snapshot(now, {"PL": ZoneReading("PL", 700.0, now, "t"), "FR": ZoneReading("FR", 50.0, now, "t")}),
+    )
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CARBON_EXTENDER_")}
+    env["CARBON_EXTENDER_PORT"] = str(port)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "extender",
+        "--nodes-file",
+        str(nodes),
+        "--snapshot-file",
+        str(snapshot),
+        "--log-level",
+        "debug",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        async with aiohttp.ClientSession() as session:
+            for _ in range(200):  # up to 20 s for start-up
+                try:
+                    async with session.get(base + "/readyz") as resp:
+                        if resp.status == 200:
+                            break
+                except aiohttp.ClientConnectionError:
+                    pass
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("extender did not become ready")
+            body = {
+                "Pod": {"metadata": {"uid": "u"}},
+                "NodeNames": ["fr-worker-1", "pl-worker-1", "edge-worker-1"],
+            }
+            async with session.post(base + "/prioritize", json=body) as resp:
+                assert resp.status == 200
+                scores = orjson.loads(await resp.read())
+            assert scores == [
+                {"Host": "fr-worker-1", "Score": 10},
+                {"Host": "pl-worker-1", "Score": 0},
+                {"Host": "edge-worker-1", "Score": 5},
+            ]
+            bind = {"PodName": "p", "PodNamespace": "n", "PodUID": "u", "Node": "fr-worker-1"}
+            async with session.post(base + "/bind", json=bind) as resp:
+                assert "not enabled" in orjson.loads(await resp.read())["Error"]  # no API server configured
+        proc.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(proc.communicate(), timeout=20)
+        assert proc.returncode == 0, err.decode()
+        lines = [orjson.loads(line) for line in err.decode().splitlines() if line.startswith("{")]
+        decisions = [line for line in lines if line["msg"] == "decision"]
+        assert decisions
+        assert decisions[0]["zones"]["PL"]["intensity"] == 700.0
+        assert any(line["msg"] == "shutting down" for line in lines)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
