@@ -832,3 +832,97 @@ async def fake_kube(tmp_path: Path) -> AsyncIterator[FakeKube]:
         yield fake
     finally:
         await fake.stop()
+
+
+def realistic_node(i: int, zone: str) -> tuple[str, dict[str, str], Obj]:
+    """Name, labels and extra fields of a node shaped like a cloud node (images, addresses, info)."""
+    name = f"node-{i:05d}"
+    labels = {
+        "kubernetes.io/hostname": name,
+        "kubernetes.io/os": "linux",
+        "kubernetes.io/arch": "amd64",
+        "node.kubernetes.io/instance-type": "m6i.2xlarge",
+        "topology.kubernetes.io/region": "eu-central-1",
+        "topology.kubernetes.io/zone": "eu-central-1a",
+        "carbon-aware.io/zone": zone,
+    }
+    images = [
+        {
+            "names": [
+                f"registry.example.com/team/app-{j}@sha256:{j:064x}",
+                f"registry.example.com/team/app-{j}:v1",
+            ],
+            "sizeBytes": 100_000_000 + j,
+        }
+        for j in range(40)
+    ]
+    status = {
+        "conditions": [
+            {
+                "type": t,
+                "status": "False",
+                "reason": "Ok",
+                "message": "fine",
+                "lastHeartbeatTime": "2026-11-22T10:00:00Z",
+                "lastTransitionTime": "2026-11-22T10:00:00Z",
+            }
+            for t in ("MemoryPressure", "DiskPressure", "PIDPressure")
+        ]
+        + [
+            {
+                "type": "Ready",
+                "status": "True",
+                "reason": "KubeletReady",
+                "message": "kubelet is posting ready status",
+            }
+        ],
+        "addresses": [
+            {"type": "InternalIP", "address": f"10.0.{i // 250}.{i % 250}"},
+            {"type": "Hostname", "address": name},
+        ],
+        "allocatable": {"cpu": "7910m", "memory": "31Gi", "pods": "110", "ephemeral-storage": "95Gi"},
+        "capacity": {"cpu": "8", "memory": "32Gi", "pods": "110", "ephemeral-storage": "100Gi"},
+        "images": images,
+        "nodeInfo": {
+            "kubeletVersion": "v1.35.7",
+            "osImage": "Bottlerocket",
+            "containerRuntimeVersion": "containerd://2.1.0",
+            "kernelVersion": "6.1.0",
+            "architecture": "amd64",
+            "operatingSystem": "linux",
+            "machineID": f"{i:032x}",
+            "systemUUID": f"{i:032x}",
+            "bootID": f"{i:032x}",
+        },
+    }
+    return name, labels, {"status": status}
+
+
+async def _serve_forever(nodes: int) -> None:
+    import tempfile
+
+    zones = ["DE", "FR", "PL", "SE", "US-CAL-CISO", "GB"]
+    with tempfile.TemporaryDirectory(prefix="fake-kube-") as tmp:
+        fake = FakeKube(Path(tmp))
+        for i in range(nodes):
+            name, labels, extra = realistic_node(i, zones[i % len(zones)])
+            fake.add_node(name, labels, **extra)
+        await fake.start()
+        print(fake.base_url, fake.kubeconfig, flush=True)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await fake.stop()
+
+
+if __name__ == "__main__":
+    # A standalone fake for demos and benchmarks: `python -m tests.fakes.kube_apiserver --nodes 5000`.
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--nodes", type=int, default=100, help="realistic nodes to create")
+    args = parser.parse_args()
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve_forever(args.nodes))
