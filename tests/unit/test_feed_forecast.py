@@ -33,23 +33,31 @@ def test_constant_history_gives_constant_forecast() -> None:
     assert all(p.end - p.start == H for p in forecast)
 
 
-def test_blend_of_last_value_and_daily_profile() -> None:
+def test_blend_of_shaped_persistence_and_daily_profile() -> None:
     # a week where hour h reads 100 + h, then a spike of 500 at the last hour (23:00)
     history = [(T0 + i * H, 100.0 + (T0 + i * H).hour) for i in range(7 * 24 - 1)]
     last = T0 + (7 * 24 - 1) * H
     history.append((last, 500.0))
     forecast = baseline_forecast(history, 24)
+    profile_23 = (6 * (100.0 + 23) + 500.0) / 7  # the spike is part of the 23:00 profile
     for lead, point in enumerate(forecast, 1):
         target = last + lead * H
         assert point.start == target
         w = math.exp(-lead / TAU_HOURS)
-        profile = 100.0 + target.hour  # the spike is at 23:00, so only the 23:00 profile changes
-        if target.hour == 23:
-            profile = (6 * (100.0 + 23) + 500.0) / 7
-        assert point.intensity == pytest.approx(w * 500.0 + (1 - w) * profile)
-    # the first hour is dominated by persistence, the day-ahead one by the profile
-    assert forecast[0].intensity > 350
-    assert forecast[22].intensity == pytest.approx(123.0, abs=1.0)
+        typical = profile_23 if target.hour == 23 else 100.0 + target.hour
+        shaped = 500.0 + typical - profile_23
+        assert point.intensity == pytest.approx(w * shaped + (1 - w) * typical)
+    # the level persists and follows the daily shape (00:00 is 23 below 23:00's profile) ...
+    assert forecast[0].intensity > 300
+    # ... and relaxes towards the profile as the lead grows
+    assert abs(forecast[23].intensity - profile_23) < abs(forecast[0].intensity - 100.0)
+
+
+def test_shaped_persistence_never_goes_negative() -> None:
+    # the profile swings 0..900 but the current level is 10: the shape would push it below zero
+    history = [(T0 + i * H, 900.0 if (T0 + i * H).hour == 12 else 0.0) for i in range(7 * 24)]
+    history[-1] = (history[-1][0], 10.0)
+    assert all(p.intensity >= 0 for p in baseline_forecast(history, 24))
 
 
 def test_sub_hourly_observations_are_averaged_per_hour() -> None:
@@ -60,7 +68,8 @@ def test_sub_hourly_observations_are_averaged_per_hour() -> None:
 def test_persistence_weight_decays() -> None:
     assert persistence_weight(0) == 1.0
     assert persistence_weight(TAU_HOURS) == pytest.approx(math.exp(-1))
-    assert persistence_weight(48) < 1e-6
+    assert persistence_weight(10 * TAU_HOURS) < 1e-4
+    assert persistence_weight(1) > persistence_weight(24) > persistence_weight(72)
 
 
 @pytest.mark.parametrize(
