@@ -110,8 +110,6 @@ class Collector:
         issued_at: datetime | None = None,
     ) -> Reading | None:
         """Validate one point; return the Reading, or None after recording why it was dropped."""
-        shown = format_rfc3339(start) if isinstance(start, datetime) and start.tzinfo else start
-        where = f"{zone} at {shown}"
         try:
             begin = start if isinstance(start, datetime) else parse_time(start)
             if begin.tzinfo is None:
@@ -134,7 +132,9 @@ class Collector:
                 issued_at=issued_at,
             )
         except InvalidValue as exc:
-            self.reject(f"{where}: {exc}", zone=zone)
+            # Built only on rejection: this method runs for every point of every forecast.
+            shown = format_rfc3339(start) if isinstance(start, datetime) and start.tzinfo else start
+            self.reject(f"{zone} at {shown}: {exc}", zone=zone)
             return None
         self.readings.append(reading)
         return reading
