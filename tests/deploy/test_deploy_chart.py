@@ -58,6 +58,8 @@ def test_default_scheduler_config_is_the_contract(tmp_path: Path) -> None:
             "resourceName": "carbon-aware-scheduler",
         },
         "percentageOfNodesToScore": 100,
+        # kube-scheduler defaults it to true; /debug/pprof exposes internals (CIS 1.4.1).
+        "enableProfiling": False,
         "profiles": [{"schedulerName": "carbon-aware-scheduler"}],
         "extenders": [
             {

@@ -47,7 +47,11 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{/* Our image (extender and feed entry points). */}}
 {{- define "carbon-aware-scheduler.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
 {{- end }}
 
 {{/* The two shapes; anything else is a typo that must not render a half-working install. */}}
@@ -176,6 +180,7 @@ leaderElection:
   resourceName: {{ $le.resourceName | default .Values.scheduler.name | quote }}
   {{- end }}
 percentageOfNodesToScore: {{ $pct }}
+enableProfiling: {{ .Values.scheduler.enableProfiling }}
 profiles:
   - schedulerName: {{ .Values.scheduler.name | quote }}
 extenders:
