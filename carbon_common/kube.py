@@ -20,7 +20,7 @@ import random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import aiohttp
 import orjson
@@ -151,14 +151,43 @@ class _Gone(Exception):
     """The resourceVersion we hold has been compacted: relist."""
 
 
+def _identity(obj: dict[str, Any]) -> dict[str, Any]:
+    return obj
+
+
+@overload
 async def list_watch(
     list_func: ListFunc,
-    transform: Transform[T],
+    on_list: OnList[dict[str, Any]],
+    on_event: OnEvent,
+    stats: WatchStats,
+    options: ListWatchOptions | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> None: ...
+
+
+@overload
+async def list_watch(
+    list_func: ListFunc,
     on_list: OnList[T],
     on_event: OnEvent,
     stats: WatchStats,
     options: ListWatchOptions | None = None,
     extra: Mapping[str, Any] | None = None,
+    *,
+    transform: Transform[T],
+) -> None: ...
+
+
+async def list_watch(
+    list_func: ListFunc,
+    on_list: OnList[Any],
+    on_event: OnEvent,
+    stats: WatchStats,
+    options: ListWatchOptions | None = None,
+    extra: Mapping[str, Any] | None = None,
+    *,
+    transform: Transform[Any] = _identity,
 ) -> None:
     """List, then watch from the list's resourceVersion, forever (until cancelled).
 
@@ -168,8 +197,8 @@ async def list_watch(
     - 410 Gone / "Expired" (on watch or on a list continue token) → full relist.
     - Any other error → backoff with jitter, then resume (watch) if we still hold a resourceVersion,
       else relist. Callbacks raising are logged and counted, never stop the loop.
-    `extra` is passed to every call (e.g. label_selector, field_selector). Use `transform=identity`
-    (a lambda returning the dict) to receive the raw objects.
+    `extra` is passed to every call (e.g. label_selector, field_selector). Without `transform`,
+    `on_list` receives the raw objects.
     """
     opts = options or ListWatchOptions()
     kwargs = dict(extra or {})

@@ -127,11 +127,11 @@ class KubeNodeCache(_Cache):
             self._task = asyncio.create_task(
                 list_watch(
                     self._core.list_node,
-                    self._transform,
                     self._on_list,
                     self._on_event,
                     self.stats,
                     self._options,
+                    transform=self._transform,
                 ),
                 name="node-cache",
             )
@@ -204,7 +204,7 @@ class StaticNodeCache(_Cache):
         for i, obj in enumerate(doc["items"]):
             try:
                 name, info = node_info(obj, self._zone_of_labels)
-            except (KeyError, TypeError, AttributeError) as exc:
+            except Exception as exc:  # malformed item or a zone resolver choking on its labels
                 raise NodesFileError(f"nodes file {self._path}: items[{i}] is not a Node ({exc!r})") from exc
             nodes[name] = info
         self._nodes = nodes

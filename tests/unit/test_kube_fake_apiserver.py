@@ -56,7 +56,6 @@ async def test_pod_list_watch_with_selectors(fake_kube: FakeKube, api: client.Ap
     task = asyncio.create_task(
         list_watch(
             core.list_pod_for_all_namespaces,
-            lambda obj: obj,
             on_list,
             on_event,
             stats,
