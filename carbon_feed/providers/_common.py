@@ -161,19 +161,24 @@ async def per_zone(
     would fail the same way, and so do auth failures unless the provider scopes keys per zone
     (`auth_is_per_zone`). If no zone succeeded, the first error is raised, with its type."""
     errors: list[ProviderError] = []
-    for zone, remote in pairs:
+    for position, (zone, remote) in enumerate(pairs):
         try:
             await fetch_one(zone, remote)
         except RateLimitedError:
             raise
-        except AuthError as exc:
-            if not auth_is_per_zone:
+        except ProviderError as exc:
+            if isinstance(exc, AuthError) and not auth_is_per_zone:
                 raise
             errors.append(exc)
             collector.reject(f"{zone}: {exc}", zone=zone)
-        except ProviderError as exc:
-            errors.append(exc)
-            collector.reject(f"{zone}: {exc}", zone=zone)
+            if exc.outcome in ("timeout", "network"):
+                # The host, not the zone, is the problem: waiting out the same timeouts for every
+                # other zone would only hold the refresh loop (and its outer deadline) hostage.
+                for other, _ in pairs[position + 1 :]:
+                    collector.reject(f"{other}: skipped after a {exc.outcome} on {zone}", zone=other)
+                if len(errors) == position + 1:  # nothing succeeded
+                    raise
+                return
     if errors and len(errors) == len(pairs):
         raise errors[0]
 

@@ -63,11 +63,12 @@ class Emulator:
     """Zone -> raw value served instead of the normal one (NaN, -5, 1e9, "NaN", None)."""
     missing: set[str] = field(default_factory=set)
     requests: list[Seen] = field(default_factory=list)
-    _faults: list[tuple[str, Fault, list[int]]] = field(default_factory=list)
+    _faults: list[tuple[str, str | None, Fault, list[int]]] = field(default_factory=list)
 
-    def fail(self, fault: Fault, *, path: str = "", times: int = 1) -> None:
-        """Apply `fault` to the next `times` requests whose path starts with `path` (-1: forever)."""
-        self._faults.append((path, fault, [times]))
+    def fail(self, fault: Fault, *, path: str = "", times: int = 1, zone: str | None = None) -> None:
+        """Apply `fault` to the next `times` requests whose path starts with `path` (-1: forever) and,
+        with `zone`, that ask for that zone (query zone, region or location)."""
+        self._faults.append((path, zone, fault, [times]))
 
     def calls(self, path: str) -> list[Seen]:
         return [r for r in self.requests if r.path.startswith(path)]
@@ -83,9 +84,10 @@ class Emulator:
     def routes(self, app: web.Application) -> None:
         raise NotImplementedError
 
-    def _take_fault(self, path: str) -> Fault | None:
-        for prefix, fault, left in self._faults:
-            if path.startswith(prefix) and left[0] != 0:
+    def _take_fault(self, request: web.Request) -> Fault | None:
+        asked = {request.query.get(key) for key in ("zone", "region", "location")}
+        for prefix, zone, fault, left in self._faults:
+            if request.path.startswith(prefix) and (zone is None or zone in asked) and left[0] != 0:
                 left[0] -= 1
                 return fault
         return None
@@ -99,7 +101,7 @@ class Emulator:
                 dict(request.headers),
             )
         )
-        fault = self._take_fault(request.path)
+        fault = self._take_fault(request)
         if fault is None:
             return await handler(request)
         retry = {"Retry-After": fault.retry_after} if fault.retry_after is not None else None

@@ -148,6 +148,26 @@ async def test_one_zone_failing_does_not_lose_the_other(env: Env) -> None:
     assert any(reason.startswith("FR:") and "404" in reason for reason in result.rejected)
 
 
+async def test_unreachable_host_is_not_waited_out_once_per_zone(env: Env) -> None:
+    emu = env[0]
+    emu.fail(Fault("slow", delay=2.0), path="/v3/carbon-intensity/latest", times=-1)
+    provider = make(env, request_timeout=0.2, max_attempts=1, history=False, forecast=False)
+    with pytest.raises(UnavailableError):
+        await provider.fetch(["DE", "FR"], NOW)
+    assert len(emu.requests) == 1
+
+
+async def test_timeout_after_a_good_zone_keeps_it_and_skips_the_rest(env: Env) -> None:
+    emu = env[0]
+    emu.zones["PL"] = 700.0
+    emu.fail(Fault("slow", delay=2.0), path="/v3/carbon-intensity/latest", times=-1, zone="FR")
+    provider = make(env, request_timeout=0.2, max_attempts=1, history=False, forecast=False, zones=None)
+    result = await provider.fetch(["DE", "FR", "PL"], NOW)
+    assert [r.zone for r in result.readings] == ["DE"]
+    assert result.rejected[1] == "PL: skipped after a timeout on FR"
+    assert [c.query["zone"] for c in emu.requests] == [["DE"], ["FR"]]
+
+
 async def test_slow_responses_time_out(env: Env) -> None:
     emu = env[0]
     emu.fail(Fault("slow", delay=2.0), times=-1)
