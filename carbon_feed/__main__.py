@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sqlite3
 import sys
 from collections.abc import Sequence
 
@@ -66,7 +67,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
     )
     app = create_app(FeedService(settings))
-    web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None)
+    try:
+        web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None)
+    except (ValueError, OSError, sqlite3.Error) as exc:
+        # Provider options (a missing secret file, a bad base_url), an unusable --db or a port in use:
+        # one clear line instead of a traceback. Provider errors never carry secret values.
+        log.error("cannot start", extra={"error": f"{type(exc).__name__}: {exc}"})
+        return 2
     log.info("stopped")
     return 0
 

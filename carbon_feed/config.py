@@ -167,7 +167,14 @@ def _provider(raw: Any, index: int) -> ProviderConfig:
             raise ConfigError(
                 f"{where}.options.{key}: inline secrets are refused; use {key}_file or {key}_env"
             )
-    if kind != "replay" and not options.get("zones"):
+    if kind == "replay":
+        from carbon_feed.replay import ReplayConfigError, parse_options
+
+        try:
+            parse_options(options)
+        except ReplayConfigError as exc:
+            raise ConfigError(f"{where}.options: {exc}") from None
+    elif not options.get("zones"):
         raise ConfigError(f"{where}.options.zones: list the zones to fetch (a list, or our id: provider id)")
     interval: float | None = None
     if raw.get("interval") is not None:

@@ -162,17 +162,21 @@ class FeedService:
     # -- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
         """Open the store, serve and write what it holds, then start one refresh loop per provider."""
-        await self.store.aopen()
-        self._session = aiohttp.ClientSession()
-        if self._given is not None:
-            self.providers = self._given
-        else:
-            observer = self.metrics.observe_request
-            self.providers = [
-                (c, build_provider(c, self._session, observer)) for c in self.settings.providers
-            ]
-        self._order = {c.name: i for i, (c, _) in enumerate(self.providers)}
-        await self.rebuild()
+        try:
+            await self.store.aopen()
+            self._session = aiohttp.ClientSession()
+            if self._given is not None:
+                self.providers = self._given
+            else:
+                observer = self.metrics.observe_request
+                session = self._session
+                self.providers = [(c, build_provider(c, session, observer)) for c in self.settings.providers]
+            self._order = {c.name: i for i, (c, _) in enumerate(self.providers)}
+            await self.rebuild()
+        except BaseException:
+            # A bad provider option or an unusable store: release what was opened, then report.
+            await self.stop()
+            raise
         self.state.loaded = True
         for config, provider in self.providers:
             self._tasks.append(
@@ -188,6 +192,7 @@ class FeedService:
         self._tasks.clear()
         if self._session is not None:
             await self._session.close()
+            self._session = None
         await self.store.aclose()
 
     # -- refresh ---------------------------------------------------------------------------------

@@ -102,6 +102,7 @@ class Store:
         self.path = Path(path)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="feed-store")
         self._db: sqlite3.Connection | None = None
+        self._closed = False
 
     # -- lifecycle -------------------------------------------------------------------------------
     def open(self) -> None:
@@ -137,6 +138,10 @@ class Store:
         await self._run(self.open)
 
     async def aclose(self) -> None:
+        """Close the connection and stop the worker thread; safe to call twice or before aopen."""
+        if self._closed:
+            return
+        self._closed = True
         await self._run(self.close)
         self._executor.shutdown(wait=True)
 

@@ -75,6 +75,10 @@ providers:
         ("providers: [{kind: replay, colour: red}]\n", r"providers\[0\]: unknown key"),
         ("providers: [{kind: replay}, {kind: replay}]\n", r"duplicate name\(s\) \['replay'\]"),
         ("providers: [{kind: replay, interval: -1}]\n", r"providers\[0\].interval"),
+        (
+            "providers: [{kind: replay, options: {speed: 0}}]\n",
+            r"providers\[0\].options: replay option 'speed'",
+        ),
         ("- just\n- a list\n", "top level must be a mapping"),
         ("port: [1\n", "not valid YAML at line"),
     ],
