@@ -110,6 +110,7 @@ async def _controller_ctx(app: web.Application) -> AsyncIterator[None]:
                 controller.on_list,
                 controller.on_event,
                 app[KEY_WATCH],
+                transform=controller.transform,
             ),
             name="deferral-pod-watch",
         ),

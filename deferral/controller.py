@@ -122,12 +122,12 @@ class GreenWindowController:
 
     # --- pod cache callbacks (synchronous, called by list_watch) ---
 
-    def on_list(self, items: list[dict[str, Any]]) -> None:
-        seen: dict[str, GatedPod] = {}
-        for obj in items:
-            pod = gated_pod(obj, self.options.gate)
-            if pod is not None:
-                seen[pod.uid] = pod
+    def transform(self, obj: dict[str, Any]) -> GatedPod | None:
+        """list_watch's per-object transform: keep only gated pods, as each list page arrives."""
+        return gated_pod(obj, self.options.gate)
+
+    def on_list(self, items: list[GatedPod | None]) -> None:
+        seen = {pod.uid: pod for pod in items if pod is not None}
         self.pods = seen
         for uid in set(self._states) - set(seen):
             del self._states[uid]

@@ -142,6 +142,7 @@ async def start(fake_kube: FakeKube) -> AsyncIterator[Callable[..., Awaitable[Ru
                     controller.on_list,
                     controller.on_event,
                     WatchStats(),
+                    transform=controller.transform,
                 )
             ),
             asyncio.create_task(controller.run_planner()),

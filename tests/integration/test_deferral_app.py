@@ -1,0 +1,120 @@
+"""The whole carbon-deferral app (create_app): health, readiness after the pod cache syncs, metrics, the
+webhook over TLS, and the controller wired to the loopback fake API server."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import ssl
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import orjson
+import pytest
+import trustme
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from deferral.__main__ import server_ssl
+from deferral.app import create_app
+from deferral.settings import DeferralSettings
+
+if TYPE_CHECKING:
+    from tests.fakes.kube_apiserver import FakeKube
+
+pytest_plugins = ["tests.fakes.kube_apiserver"]
+pytestmark = pytest.mark.timeout(60)
+
+ClientFactory = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
+GATE = "carbon-aware.io/green-window"
+
+
+async def test_webhook_only_serves_health_metrics_and_mutate(aiohttp_client: ClientFactory) -> None:
+    client = await aiohttp_client(create_app(DeferralSettings(controller=False)))
+    assert (await client.get("/healthz")).status == 200
+    assert (await client.get("/readyz")).status == 200
+    metrics = await client.get("/metrics")
+    assert metrics.status == 200
+    assert "deferral_releases_total" in await metrics.text()
+
+
+async def test_controller_app_gets_ready_and_releases_invalid_pods(
+    fake_kube: FakeKube, aiohttp_client: ClientFactory
+) -> None:
+    fake_kube.add_pod("batch", "typo", annotations={"carbon-aware.io/duration": "x"}, scheduling_gates=[GATE])
+    settings = DeferralSettings(
+        kubeconfig=fake_kube.kubeconfig,
+        feed_url="http://127.0.0.1:9",  # discard port: the feed is down, which must not matter here
+        tick=0.05,
+        lease_namespace="kube-system",
+        identity="app-test",
+        lease_duration=3.0,
+        renew_deadline=2.0,
+        retry_period=0.1,
+    )
+    client = await aiohttp_client(create_app(settings))
+    for _ in range(200):
+        if (await client.get("/readyz")).status == 200:
+            break
+        await asyncio.sleep(0.02)
+    assert (await client.get("/readyz")).status == 200
+    for _ in range(200):
+        pod = fake_kube.pod("batch", "typo")
+        if pod is not None and not pod["spec"].get("schedulingGates"):
+            break
+        await asyncio.sleep(0.05)
+    pod = fake_kube.pod("batch", "typo")
+    assert pod is not None
+    assert not pod["spec"].get("schedulingGates")
+    text = await (await client.get("/metrics")).text()
+    assert 'deferral_releases_total{reason="invalid"} 1.0' in text
+    assert "deferral_leader 1.0" in text
+    lease = fake_kube.store["leases"][("kube-system", "carbon-deferral")]
+    assert lease["spec"]["holderIdentity"] == "app-test"
+
+
+async def test_webhook_over_tls(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    leaf = ca.issue_cert("127.0.0.1")
+    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
+    cert.write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
+    leaf.private_key_pem.write_to_path(str(key))
+    server = TestServer(create_app(DeferralSettings(controller=False)), host="127.0.0.1")
+    await server.start_server(ssl=server_ssl(cert, key))
+    try:
+        client_ctx = ssl.create_default_context()
+        ca.configure_trust(client_ctx)
+        review = {
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": "u1",
+                "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "operation": "CREATE",
+                "object": {
+                    "metadata": {
+                        "annotations": {"carbon-aware.io/duration": "1h", "carbon-aware.io/max-delay": "2h"}
+                    },
+                    "spec": {"containers": []},
+                },
+            },
+        }
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(
+                f"https://127.0.0.1:{server.port}/mutate", data=orjson.dumps(review), ssl=client_ctx
+            ) as resp,
+        ):
+            assert resp.status == 200
+            answer = await resp.json()
+        ops = orjson.loads(base64.b64decode(answer["response"]["patch"]))
+        assert ops == [{"op": "add", "path": "/spec/schedulingGates", "value": [{"name": GATE}]}]
+        # Plain HTTP to the TLS port is refused, not answered.
+        async with aiohttp.ClientSession() as session:
+            with pytest.raises(aiohttp.ClientError):
+                async with session.post(f"http://127.0.0.1:{server.port}/mutate", data=b"{}") as resp:
+                    await resp.read()
+    finally:
+        await server.close()

@@ -1,0 +1,47 @@
+"""carbon-deferral's CLI: flags, environment variables and defaults come from DeferralSettings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from deferral.__main__ import parse_settings
+from deferral.settings import DeferralSettings
+
+
+def test_defaults_without_flags_or_environment() -> None:
+    assert parse_settings([], env={}) == DeferralSettings()
+
+
+def test_flags_win_over_environment_which_wins_over_defaults() -> None:
+    env = {
+        "CARBON_DEFERRAL_TICK": "0.5",
+        "CARBON_DEFERRAL_FEED_URL": "http://env:1",
+        "CARBON_DEFERRAL_WEBHOOK": "no",
+    }
+    settings = parse_settings(["--feed-url", "http://flag:2", "--kubeconfig", "/tmp/kc"], env=env)
+    assert settings.feed_url == "http://flag:2"
+    assert settings.tick == 0.5
+    assert settings.webhook is False
+    assert settings.kubeconfig == Path("/tmp/kc")
+    assert parse_settings(["--no-leader-elect"], env={}).leader_elect is False
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "message"),
+    [
+        (["--port", "http"], {}, "--port: expected int"),
+        ([], {"CARBON_DEFERRAL_CONTROLLER": "maybe"}, "expected true or false"),
+        (["--tls-cert", "/x.pem"], {}, "go together"),
+        (["--renew-deadline", "20"], {}, "lease-duration"),
+        (["--tick", "0"], {}, "positive"),
+    ],
+)
+def test_bad_values_exit_with_a_clear_message(
+    argv: list[str], env: dict[str, str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        parse_settings(argv, env=env)
+    assert caught.value.code == 2
+    assert message in capsys.readouterr().err
