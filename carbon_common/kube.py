@@ -24,6 +24,7 @@ from typing import Any, TypeVar, overload
 
 import aiohttp
 import orjson
+import yaml
 from kubernetes_asyncio import client, config
 
 log = logging.getLogger(__name__)
@@ -36,27 +37,37 @@ def in_cluster() -> bool:
     return bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and (_SA_DIR / "token").is_file()
 
 
+class KubeConfigError(ValueError):
+    """No usable API-server configuration (a ValueError, so CLIs report it as a start-up error)."""
+
+
 async def load_api_client(kubeconfig: Path | None) -> client.ApiClient:
     """An ApiClient for the explicit kubeconfig, else in-cluster config in a pod, else ~/.kube/config.
 
     An explicit kubeconfig wins over in-cluster config so a pod can be pointed at another cluster.
-    Raises `kubernetes_asyncio.config.ConfigException` (or OSError) with the loader's message when no
-    usable configuration exists; callers treat that as a start-up error.
+    Raises KubeConfigError with the file and the loader's message when no usable configuration exists.
     """
     cfg = client.Configuration()
-    if kubeconfig is None and in_cluster():
-        # Synchronous in kubernetes-asyncio, unlike load_kube_config (REFERENCE §5).
-        config.load_incluster_config(  # type: ignore[no-untyped-call]
-            client_configuration=cfg,
-            token_filename=str(_SA_DIR / "token"),
-            cert_filename=str(_SA_DIR / "ca.crt"),
-        )
-    else:
-        path = kubeconfig if kubeconfig is not None else Path.home() / ".kube" / "config"
-        if not path.is_file():
-            raise config.ConfigException(f"kubeconfig {path} does not exist")
-        # persist_config=False: never write token refreshes back into the user's kubeconfig.
-        await config.load_kube_config(config_file=str(path), client_configuration=cfg, persist_config=False)
+    try:
+        if kubeconfig is None and in_cluster():
+            # Synchronous in kubernetes-asyncio, unlike load_kube_config (REFERENCE §5).
+            config.load_incluster_config(  # type: ignore[no-untyped-call]
+                client_configuration=cfg,
+                token_filename=str(_SA_DIR / "token"),
+                cert_filename=str(_SA_DIR / "ca.crt"),
+            )
+        else:
+            path = kubeconfig if kubeconfig is not None else Path.home() / ".kube" / "config"
+            if not path.is_file():
+                raise KubeConfigError(
+                    f"kubeconfig {path} does not exist (not running in a pod; pass --kubeconfig)"
+                )
+            # persist_config=False: never write token refreshes back into the user's kubeconfig.
+            await config.load_kube_config(
+                config_file=str(path), client_configuration=cfg, persist_config=False
+            )
+    except (config.ConfigException, OSError, yaml.YAMLError) as exc:
+        raise KubeConfigError(f"cannot load Kubernetes client configuration: {exc}") from exc
     return client.ApiClient(configuration=cfg)
 
 

@@ -7,7 +7,6 @@ from pathlib import Path
 import orjson
 import pytest
 import trustme
-from kubernetes_asyncio.config import ConfigException
 
 from carbon_common import kube
 
@@ -58,10 +57,18 @@ async def test_default_kubeconfig_in_home(no_cluster: Path) -> None:
 
 
 async def test_missing_kubeconfig_is_a_clear_error(no_cluster: Path) -> None:
-    with pytest.raises(ConfigException, match="does not exist"):
+    with pytest.raises(kube.KubeConfigError, match="does not exist"):
         await kube.load_api_client(no_cluster / "nope")
-    with pytest.raises(ConfigException, match=r"\.kube/config does not exist"):
+    with pytest.raises(kube.KubeConfigError, match=r"\.kube/config does not exist"):
         await kube.load_api_client(None)
+    # A file that is not a usable kubeconfig.
+    (no_cluster / "broken").write_text("clusters: [\n")
+    with pytest.raises(kube.KubeConfigError, match="cannot load"):
+        await kube.load_api_client(no_cluster / "broken")
+    (no_cluster / "empty").write_text("apiVersion: v1\nkind: Config\n")
+    with pytest.raises(kube.KubeConfigError, match="cannot load"):
+        await kube.load_api_client(no_cluster / "empty")
+    assert issubclass(kube.KubeConfigError, ValueError)
 
 
 async def test_in_cluster_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
