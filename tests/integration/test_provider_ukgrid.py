@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from carbon_feed.http import MalformedError, RateLimitedError, UnavailableError
+from carbon_feed.http import AuthError, MalformedError, RateLimitedError, UnavailableError
 from carbon_feed.model import Reading
 from carbon_feed.providers import ConfigError, Runtime, build_provider
 from tests.fakes.provider_emulators import NOW, Fault, UkGridEmulator
@@ -109,6 +109,15 @@ async def test_everything_failing_raises(env: Env) -> None:
     emu.fail(Fault("503"), times=-1)
     with pytest.raises(UnavailableError):
         await make(env, max_attempts=1).fetch(["GB", "GB-REGION-13"], AT)
+
+
+@pytest.mark.parametrize("status", ["401", "403"])
+async def test_auth_failures_from_a_proxy_are_auth_errors(env: Env, status: str) -> None:
+    # The API has no auth, but egress proxies and WAFs in front of it do answer 401/403.
+    emu = env[0]
+    emu.fail(Fault(status), times=-1)
+    with pytest.raises(AuthError, match=status):
+        await make(env).fetch(["GB", "GB-REGION-13"], AT)
 
 
 async def test_429_retry_after_and_long_429(env: Env) -> None:
