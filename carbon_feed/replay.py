@@ -214,6 +214,9 @@ class ReplayProvider:
         period = max(1, round(3600 / self.options.speed))
         wanted = [z for z in zones if z in self._trace] if zones else sorted(self._trace)
         rejected = [f"zone {z!r} is not in the replay trace" for z in zones if z not in self._trace]
+        # Issued at the current trace hour (in wall time), not at `now`: refreshes within one trace hour
+        # then upsert the same forecast rows instead of storing a new copy each time.
+        issued = self._wall(hour, now, now_trace)
         readings: list[Reading] = []
         for zone in wanted:
             value = self._value(zone, hour)
@@ -236,7 +239,7 @@ class ReplayProvider:
                         self._noisy(zone, future, lead, hour),
                         estimated=True,
                         forecast=True,
-                        issued_at=now,
+                        issued_at=issued,
                     )
                 )
         return FetchResult(readings=readings, rejected=tuple(rejected))
