@@ -4,7 +4,6 @@ helm lint and kubeconform (strict, offline schemas) for every value set."""
 from __future__ import annotations
 
 import base64
-import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -234,7 +233,7 @@ def test_config_change_rolls_the_pods(tmp_path: Path) -> None:
         return result
 
     base = annotations({})
-    feed_changed = annotations({"feed": {"extraConfig": {"interval": 600}}})
+    feed_changed = annotations({"feed": {"settings": {"retention_days": 7}}})
     scheduler_changed = annotations({"extender": {"weight": 7}})
     assert base["checksum/config"] != feed_changed["checksum/config"]
     assert base["checksum/scheduler-config"] == feed_changed["checksum/scheduler-config"]
@@ -275,17 +274,63 @@ def test_tls_and_mtls_mounts(tmp_path: Path) -> None:
 
 
 def test_feed_config_and_secrets(tmp_path: Path) -> None:
-    values = {"feed": {"secrets": [{"name": "em-token"}], "extraConfig": {"interval": 300}}}
+    values = {
+        "feed": {
+            "secrets": [{"name": "em-token"}],
+            "settings": {"refresh_interval_seconds": 600},
+            "staticZones": {"FR": 56, "DE": 380},
+        }
+    }
     docs = render(values, tmp_path=tmp_path)
     feed_config = yaml.safe_load(one(docs, "ConfigMap", "-feed")["data"]["feed.yaml"])
-    assert feed_config["interval"] == 300
-    assert feed_config["providers"] == copy.deepcopy(
-        yaml.safe_load((CHART_DIR / "values.yaml").read_text())["feed"]["providers"]
-    )
+    assert feed_config == {
+        "refresh_interval_seconds": 600,
+        "providers": [
+            {
+                "kind": "static",
+                "name": "static",
+                "options": {"path": "/etc/carbon-feed/static/zones.yaml", "zones": ["DE", "FR"]},
+            }
+        ],
+    }
+    assert yaml.safe_load(one(docs, "ConfigMap", "-static-zones")["data"]["zones.yaml"]) == {
+        "FR": 56,
+        "DE": 380,
+    }
     mounts = {m["mountPath"]: m for m in _containers(docs)["feed"]["volumeMounts"]}
     assert mounts["/etc/carbon-feed/secrets/em-token"]["readOnly"] is True
+    assert mounts["/etc/carbon-feed/static"]["readOnly"] is True
     # Tokens never land in a ConfigMap.
-    assert "em-token" not in json.dumps([d for d in by_kind(docs, "ConfigMap")])
+    assert "em-token" not in json.dumps(by_kind(docs, "ConfigMap"))
+
+
+def test_unknown_feed_setting_is_refused(tmp_path: Path) -> None:
+    proc = helm_template({"feed": {"settings": {"port": 1}}}, tmp_path=tmp_path)
+    assert proc.returncode != 0
+    assert "feed.settings.port: unknown or set by the chart" in proc.stderr
+
+
+@pytest.mark.parametrize("name", VALUE_SET_IDS)
+def test_rendered_commands_parse_with_the_real_clis(tmp_path: Path, name: str) -> None:
+    """The flags and feed config the chart writes are accepted by our own parsers (no drift)."""
+    from carbon_feed import __main__ as feed_main
+    from carbon_feed.config import from_mapping
+    from extender.__main__ import parse_settings
+
+    docs = render(VALUE_SETS[name], tmp_path=tmp_path)
+    containers = _containers(docs)
+    command = containers["extender"]["command"]
+    assert command[0] == "carbon-extender"
+    settings = parse_settings(command[1:], env={})
+    assert settings.port == 8888
+    assert settings.zone_label == "carbon-aware.io/zone"
+    if "feed" in containers:
+        feed_command = containers["feed"]["command"]
+        assert feed_command[0] == "carbon-feed"
+        args = feed_main.parse_args(feed_command[1:])
+        assert args.config == "/etc/carbon-feed/feed.yaml"
+        feed_config = yaml.safe_load(one(docs, "ConfigMap", "-feed")["data"]["feed.yaml"])
+        assert from_mapping(feed_config).providers
 
 
 # --- the real tools ---------------------------------------------------------------------------------
