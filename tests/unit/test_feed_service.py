@@ -1,0 +1,158 @@
+"""The feed service: zone policy, snapshot building, failures that leave the data intact, restart."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from carbon_common.snapshot import parse_snapshot
+from carbon_feed.config import FeedSettings, ProviderConfig
+from carbon_feed.forecast import ForecastValue
+from carbon_feed.model import FetchResult, Reading
+from carbon_feed.secrets import Secret
+from carbon_feed.service import FeedService, ZoneView, build_snapshot, choose_zone_readings, is_fresh
+
+T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
+H = timedelta(hours=1)
+SECRET = "tok-0123456789"
+
+
+def reading(provider: str, zone: str, value: float, start: datetime = T0, signal: str = "average") -> Reading:
+    return Reading(provider, zone, signal, start, 3600, value)  # type: ignore[arg-type]
+
+
+def test_average_beats_marginal_then_newest_then_provider_order() -> None:
+    latest = [
+        reading("wt", "CAISO", 400, T0 + H, "marginal"),
+        reading("em", "CAISO", 250, T0),  # older but average: wins
+        reading("a", "DE", 300, T0),
+        reading("b", "DE", 310, T0 + H),  # newer: wins
+        reading("a", "FR", 50, T0),  # same time: first listed provider wins
+        reading("b", "FR", 60, T0),
+        reading("wt", "IDX", 42, T0, "index"),  # never a zone reading
+        reading("wt", "MOER", 500, T0, "marginal"),  # only marginal: kept
+    ]
+    chosen = choose_zone_readings(latest, {"a": 0, "b": 1, "em": 2, "wt": 3})
+    assert {z: (r.provider, r.value) for z, r in chosen.items()} == {
+        "CAISO": ("em", 250),
+        "DE": ("b", 310),
+        "FR": ("a", 50),
+        "MOER": ("wt", 500),
+    }
+
+
+def test_freshness_counts_from_the_end_of_the_period() -> None:
+    r = reading("em", "DE", 1, T0)
+    assert is_fresh(r, T0 + 3 * H, timedelta(hours=2))
+    assert not is_fresh(r, T0 + 3 * H + timedelta(seconds=1), timedelta(hours=2))
+
+
+def test_snapshot_leaves_out_stale_zones_and_past_forecast_points() -> None:
+    now = T0 + H / 2
+    forecast = (
+        ForecastValue(T0 - H, T0, 1.0),  # over
+        ForecastValue(T0, T0 + H, 2.0),  # current period: still useful
+        ForecastValue(T0 + H, T0 + 2 * H, 3.0),
+        ForecastValue(T0 + 2 * H, T0 + 3 * H, 9999.0),  # implausible: dropped
+    )
+    zones = {
+        "DE": ZoneView(reading("em", "DE", 300), True, forecast, "em"),
+        "PL": ZoneView(reading("em", "PL", 700, T0 - 9 * H), False),
+        "MOER": ZoneView(reading("wt", "MOER", 500, signal="marginal"), True),
+    }
+    snapshot = build_snapshot(zones, now)
+    assert sorted(snapshot.zones) == ["DE", "MOER"]
+    assert [p.intensity for p in snapshot.zones["DE"].forecast] == [2.0, 3.0]
+    assert snapshot.zones["MOER"].signal == "marginal"
+
+
+class ScriptedProvider:
+    name = "scripted"
+
+    def __init__(self) -> None:
+        self.fail: BaseException | None = None
+        self.block = asyncio.Event()
+        self.blocking = False
+        self.value = 300.0
+
+    async def fetch(self, zones: Sequence[str], now: datetime) -> FetchResult:
+        if self.blocking:
+            await self.block.wait()
+        if self.fail is not None:
+            raise self.fail
+        return FetchResult([reading("scripted", "DE", self.value, T0)])
+
+
+def make_service(tmp_path: Path, provider: ScriptedProvider) -> tuple[FeedService, ProviderConfig]:
+    settings = FeedSettings(
+        db=str(tmp_path / "feed.sqlite"),
+        snapshot_file=str(tmp_path / "snap.json"),
+        refresh_interval_seconds=3600,
+    )
+    config = ProviderConfig("static", "scripted", {"zones": ["DE"]})
+    return FeedService(settings, clock=lambda: T0 + H / 2, providers=[(config, provider)]), config
+
+
+async def test_failed_refresh_keeps_serving_and_never_logs_secrets(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    provider = ScriptedProvider()
+    service, config = make_service(tmp_path, provider)
+    await service.start()
+    try:
+        async with asyncio.timeout(10):
+            await service.refreshed.wait()
+        etag = service.state.etag
+        provider.fail = RuntimeError(f"upstream said no to {Secret(SECRET)}")
+        provider.value = 1.0
+        with caplog.at_level(logging.WARNING):
+            assert not await service.refresh(config, provider)
+        assert service.state.zones["DE"].reading.value == 300.0
+        assert service.state.etag == etag
+        assert "refresh failed" in caplog.text
+        assert SECRET not in caplog.text
+        samples = {
+            (s.labels["provider"], s.labels["outcome"]): s.value
+            for metric in service.metrics.fetches.collect()
+            for s in metric.samples
+            if s.name.endswith("_total")
+        }
+        assert samples[("scripted", "error")] == 1.0
+    finally:
+        await service.stop()
+
+
+async def test_restart_serves_the_store_before_the_first_fetch_completes(tmp_path: Path) -> None:
+    provider = ScriptedProvider()
+    service, _ = make_service(tmp_path, provider)
+    await service.start()
+    async with asyncio.timeout(10):
+        await service.refreshed.wait()
+    await service.stop()
+    (tmp_path / "snap.json").unlink()
+
+    stuck = ScriptedProvider()
+    stuck.blocking = True  # the provider never answers
+    again, _ = make_service(tmp_path, stuck)
+    await again.start()
+    try:
+        assert again.refreshes == 0
+        assert again.state.loaded
+        assert again.state.zones["DE"].reading.value == 300.0
+        assert parse_snapshot((tmp_path / "snap.json").read_bytes()).zones["DE"].intensity == 300.0
+    finally:
+        await again.stop()
+
+
+async def test_stop_is_clean_after_a_failed_start(tmp_path: Path) -> None:
+    (tmp_path / "feed.sqlite").write_bytes(b"not a database" * 512)
+    service, _ = make_service(tmp_path, ScriptedProvider())
+    with pytest.raises(sqlite3.DatabaseError, match="not a database"):
+        await service.start()
+    await service.stop()  # idempotent: nothing left open, no warnings (filterwarnings=error)
