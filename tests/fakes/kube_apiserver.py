@@ -487,10 +487,8 @@ class FakeKube:
             "object": {
                 "kind": kind,
                 "apiVersion": "v1",
-                "metadata": {
-                    "resourceVersion": str(self.resource_version),
-                    "annotations": {"k8s.io/initial-events-end": "true"},
-                },
+                # Like the real one: an object of the watched kind carrying only its resourceVersion.
+                "metadata": {"resourceVersion": str(self.resource_version)},
             },
         }
 

@@ -258,3 +258,15 @@ async def test_malformed_object_in_list_is_skipped(fake_kube: FakeKube, cache: K
     assert len(cache) == 1
     assert cache.zone_of("a") == "DE"
     assert cache.stats.errors == 1
+
+
+async def test_410_as_http_status_relists(fake_kube: FakeKube, cache: KubeNodeCache) -> None:
+    fake_kube.add_node("a", {ZONE: "DE"})
+    await cache.start()
+    await eventually(lambda: fake_kube.open_watches == 1)
+    # Some API servers (and proxies) answer the watch request itself with 410 instead of an ERROR event.
+    fake_kube.fail_next(410, "/api/v1/nodes", method="GET")
+    fake_kube.drop_watches()
+    await eventually(lambda: cache.stats.relists_410 == 1 and cache.stats.lists == 2)
+    assert cache.stats.errors == 0
+    assert cache.zone_of("a") == "DE"
