@@ -172,7 +172,11 @@ class GreenWindowController:
 
     async def run_releaser(self) -> None:
         while True:
-            await self.release_due()
+            try:
+                await self.release_due()
+            except Exception:  # a bug must not stop every future release; the next tick retries
+                self.metrics.errors.labels(operation="release_loop").inc()
+                log.exception("release loop failed")
             await asyncio.sleep(self.options.tick)
 
     async def release_due(self) -> int:
@@ -239,20 +243,19 @@ class GreenWindowController:
         if reason == "window_reached" and state.plan is not None and state.plan.avoided is not None:
             self.metrics.intensity_avoided.observe(state.plan.avoided)
         log.info("released", extra={"pod": pod.key, "reason": reason})
-        await self._event(
-            pod,
-            "CarbonReleased" if reason != "invalid" else "CarbonInvalid",
-            message,
-            reason == "invalid",
-            now,
-        )
+        event_reason = "CarbonInvalid" if reason == "invalid" else "CarbonReleased"
+        await self._event(pod, event_reason, message, reason in ("invalid", "error"), now)
         return True
 
     # --- planner ---
 
     async def run_planner(self) -> None:
         while True:
-            await self.plan_pending()
+            try:
+                await self.plan_pending()
+            except Exception:  # keep planning the other pods; the guard does not depend on this loop
+                self.metrics.errors.labels(operation="plan_loop").inc()
+                log.exception("plan loop failed")
             await asyncio.sleep(self.options.tick)
 
     async def plan_pending(self) -> int:
@@ -275,7 +278,15 @@ class GreenWindowController:
 
         async def one(pod: GatedPod, state: _State) -> None:
             async with limit:
-                await self._plan(pod, state, clock)
+                try:
+                    await self._plan(pod, state, clock)
+                except Exception as error:
+                    # Planning is pure apart from calls that already handle their errors: this is a
+                    # bug. Never strand the pod on it: release it now, visibly.
+                    log.exception("planning failed, releasing the pod", extra={"pod": pod.key})
+                    await self._release(
+                        pod, state, "error", f"planning failed, starting now: {error!r}", self.now()
+                    )
 
         await asyncio.gather(*(one(pod, state) for pod, state in due))
         return len(due)

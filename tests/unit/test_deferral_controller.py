@@ -1,0 +1,197 @@
+"""Controller policy without an API server: an in-memory writer, a scripted feed and a hand-moved clock."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from carbon_common.kube import ApiStatusError
+from carbon_common.timeutil import format_rfc3339
+from deferral.annotations import DeferralSpec
+from deferral.controller import ControllerOptions, GreenWindowController, gated_pod, release_ops
+from deferral.metrics import DeferralMetrics
+from deferral.planner import Forecast, Window
+
+T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+H = timedelta(hours=1)
+GATE = "carbon-aware.io/green-window"
+
+
+class Writer:
+    def __init__(self) -> None:
+        self.patches: list[tuple[str, list[dict[str, Any]]]] = []
+        self.annotations: list[tuple[str, dict[str, str]]] = []
+        self.events: list[tuple[str, str, str, bool]] = []
+        self.fail_patch: ApiStatusError | None = None
+
+    async def patch_json(self, namespace: str, name: str, ops: list[dict[str, Any]]) -> None:
+        if self.fail_patch is not None:
+            raise self.fail_patch
+        self.patches.append((name, ops))
+
+    async def merge_annotations(self, namespace: str, name: str, annotations: Mapping[str, str]) -> None:
+        self.annotations.append((name, dict(annotations)))
+
+    async def event(
+        self, pod: Mapping[str, str], reason: str, message: str, warning: bool, now: datetime
+    ) -> None:
+        self.events.append((pod["name"], reason, message, warning))
+
+
+class Feed:
+    def __init__(self) -> None:
+        self.forecast: Forecast | None = None
+        self.calls = 0
+        self.explode = False
+
+    async def best(self, spec: DeferralSpec, now: datetime) -> tuple[Forecast | None, str]:
+        self.calls += 1
+        if self.explode:
+            raise RuntimeError("boom")
+        return self.forecast, "ok" if self.forecast else "feed down"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def pod(name: str, annotations: dict[str, str], gates: list[str] | None = None) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": name,
+            "namespace": "batch",
+            "uid": f"uid-{name}",
+            "creationTimestamp": format_rfc3339(T0),
+            "annotations": annotations,
+        },
+        "spec": {"schedulingGates": [{"name": g} for g in (gates or [GATE])]},
+    }
+
+
+def deferrable(deadline: datetime = T0 + 10 * H) -> dict[str, str]:
+    return {"carbon-aware.io/duration": "1h", "carbon-aware.io/deadline": format_rfc3339(deadline)}
+
+
+def build(leader: bool = True) -> tuple[GreenWindowController, Writer, Feed, Clock]:
+    writer, feed, clock = Writer(), Feed(), Clock()
+    controller = GreenWindowController(
+        writer=writer,
+        feed=feed,
+        metrics=DeferralMetrics(),
+        is_leader=lambda: leader,
+        options=ControllerOptions(replan_interval=0.0),
+        now=clock,
+    )
+    return controller, writer, feed, clock
+
+
+def released(controller: GreenWindowController, reason: str) -> float:
+    return controller.metrics.registry.get_sample_value("deferral_releases_total", {"reason": reason}) or 0.0
+
+
+async def test_plans_then_releases_at_the_window_exactly_once() -> None:
+    controller, writer, feed, clock = build()
+    feed.forecast = Forecast([Window("FR", T0 + 3 * H, T0 + 4 * H, 50.0)], current={"FR": 250.0})
+    controller.on_list([controller.transform(pod("a", deferrable()))])
+    assert controller.metrics.registry.get_sample_value("deferral_pods_waiting") == 1
+
+    assert await controller.plan_pending() == 1
+    assert [e[1] for e in writer.events] == ["CarbonPlanned"]
+    assert "carbon-aware.io/plan" in writer.annotations[0][1]
+    # Re-planning to the same window writes nothing new.
+    await controller.plan_pending()
+    assert len(writer.annotations) == 1
+
+    clock.now = T0 + 3 * H - timedelta(seconds=1)
+    assert await controller.release_due() == 0
+    clock.now = T0 + 3 * H
+    assert await controller.release_due() == 1
+    assert writer.patches == [("a", release_ops(controller.pods["uid-a"]))]
+    assert await controller.release_due() == 0
+    assert released(controller, "window_reached") == 1
+    assert controller.metrics.registry.get_sample_value("deferral_pods_waiting") == 0
+
+
+async def test_follower_neither_plans_nor_releases() -> None:
+    controller, writer, feed, clock = build(leader=False)
+    controller.on_list([controller.transform(pod("a", deferrable()))])
+    clock.now = T0 + 20 * H
+    assert await controller.plan_pending() == 0
+    assert await controller.release_due() == 0
+    assert feed.calls == 0
+    assert writer.patches == []
+
+
+async def test_guard_releases_without_any_plan_or_feed() -> None:
+    controller, _writer, _, clock = build()
+    controller.on_list([controller.transform(pod("a", deferrable()))])
+    clock.now = T0 + 9 * H
+    assert await controller.release_due() == 1
+    assert released(controller, "deadline_guard") == 1
+
+
+async def test_a_planning_bug_releases_the_pod_with_reason_error() -> None:
+    controller, writer, feed, _ = build()
+    feed.explode = True
+    controller.on_list([controller.transform(pod("a", deferrable()))])
+    await controller.plan_pending()
+    assert released(controller, "error") == 1
+    assert writer.events[-1][1:2] == ("CarbonReleased",)
+    assert writer.events[-1][3] is True  # a Warning
+
+
+async def test_already_removed_gate_is_not_counted_and_not_retried() -> None:
+    controller, writer, _, clock = build()
+    controller.on_list([controller.transform(pod("a", deferrable()))])
+    writer.fail_patch = ApiStatusError(422, "test failed")
+    clock.now = T0 + 9 * H
+    assert await controller.release_due() == 0
+    writer.fail_patch = None
+    assert await controller.release_due() == 0
+    assert released(controller, "deadline_guard") == 0
+    assert writer.events == []
+
+
+async def test_transient_api_error_is_retried_next_tick() -> None:
+    controller, writer, _, clock = build()
+    controller.on_list([controller.transform(pod("a", deferrable()))])
+    writer.fail_patch = ApiStatusError(503, "unavailable")
+    clock.now = T0 + 9 * H
+    assert await controller.release_due() == 0
+    writer.fail_patch = None
+    assert await controller.release_due() == 1
+    assert (
+        controller.metrics.registry.get_sample_value("deferral_api_errors_total", {"operation": "release"})
+        == 1
+    )
+
+
+def test_watch_events_track_and_forget_pods() -> None:
+    controller, _, _, _ = build()
+    controller.on_event("ADDED", pod("a", deferrable()))
+    assert "uid-a" in controller.pods
+    ungated = pod("a", deferrable(), gates=["other.io/x"])
+    controller.on_event("MODIFIED", ungated)
+    assert "uid-a" not in controller.pods
+    controller.on_event("ADDED", pod("b", deferrable()))
+    controller.on_event("DELETED", pod("b", deferrable()))
+    assert controller.pods == {}
+
+
+def test_gated_pod_reads_the_gate_index_and_skips_bad_objects() -> None:
+    found = gated_pod(pod("a", {}, gates=["x.io/one", GATE]))
+    assert found is not None
+    assert found.gate_index == 1
+    assert gated_pod(pod("a", {}, gates=["x.io/one"])) is None
+    assert gated_pod({"metadata": "x"}) is None
+    terminating = pod("a", {})
+    terminating["metadata"]["deletionTimestamp"] = format_rfc3339(T0)
+    assert gated_pod(terminating) is None
+    no_time = pod("a", {})
+    no_time["metadata"]["creationTimestamp"] = "yesterday"
+    assert gated_pod(no_time) is None
