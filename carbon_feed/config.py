@@ -174,7 +174,7 @@ def _provider(raw: Any, index: int) -> ProviderConfig:
             parse_options(options)
         except ReplayConfigError as exc:
             raise ConfigError(f"{where}.options: {exc}") from None
-    elif not options.get("zones"):
+    elif kind != "static" and not options.get("zones"):  # static: every zone of its file by default
         raise ConfigError(f"{where}.options.zones: list the zones to fetch (a list, or our id: provider id)")
     interval: float | None = None
     if raw.get("interval") is not None:

@@ -22,7 +22,6 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 import aiohttp
 
@@ -79,13 +78,9 @@ def build_provider(
     """Our own kind ("replay") directly; every other kind through the providers package."""
     if config.kind == "replay":
         return ReplayProvider(config.name, config.options)
-    from carbon_feed import providers
+    from carbon_feed.providers import build_provider as build
 
-    factory: Any = getattr(providers, "build_provider", None)
-    if factory is None:
-        raise RuntimeError(f"provider kind {config.kind!r} is not available in this build")
-    provider: Provider = factory(config.kind, config.name, config.options, session, observer)
-    return provider
+    return build(config.kind, config.name, config.options, session, observer)
 
 
 def choose_zone_readings(latest: Sequence[Reading], order: Mapping[str, int]) -> dict[str, Reading]:
