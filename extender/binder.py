@@ -8,8 +8,11 @@ Semantics (docs/kubernetes.md has the long form):
 - Calls for the same pod are serialized (a per-pod lock): exactly one Binding is created, and the
   others see `already_bound`.
 - The decision annotations travel on the Binding itself: the API server copies Binding annotations
-  onto the pod in the same write, so there is no second request and no pods/patch permission. If the
-  API server rejects the annotations (422/400), the bind is retried without them: annotating is
+  onto the pod in the same write, so there is no second request and no pods/patch permission.
+  kube-apiserver 1.35 copies them *without validating them* (checked against the real binary: an
+  invalid key and a 300 KiB value were both accepted), and a pod with invalid metadata then fails
+  every later update. So the binder validates them first (`check_annotations`) and drops invalid
+  ones; if an API server does refuse them (400/422), the bind is retried without them. Annotating is
   never a reason to fail a bind.
 - kubernetes-asyncio cannot deserialize the Status the API server answers to a Binding (REFERENCE §5),
   so every call uses `_preload_content=False` and checks the status itself.
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any, Final, Literal, cast
@@ -35,6 +39,26 @@ RESULTS: Final[tuple[BindResult, ...]] = ("bound", "already_bound", "conflict", 
 
 
 Outcome = tuple[BindResult, str | None]
+
+MAX_ANNOTATION_BYTES: Final = 64 * 1024
+"""Cap for the annotations we add: a pod's annotations share 256 KiB in total with everyone else's."""
+_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def check_annotations(annotations: Mapping[str, str]) -> str | None:
+    """Why these annotations would make the pod invalid (Kubernetes' rules), or None when they are fine."""
+    size = 0
+    for key, value in annotations.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            return f"annotation {key!r}: keys and values must be strings"
+        prefix, _, name = key.rpartition("/")
+        if not _NAME.match(name) or (prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix))):
+            return f"annotation key {key!r} is not a qualified name ([prefix/]name)"
+        size += len(key.encode()) + len(value.encode())
+    if size > MAX_ANNOTATION_BYTES:
+        return f"annotations take {size} bytes, over the {MAX_ANNOTATION_BYTES} allowed"
+    return None
 
 
 class Binder:
@@ -92,6 +116,15 @@ class Binder:
     async def _bind_once(
         self, namespace: str, name: str, uid: str, node: str, annotations: Mapping[str, str] | None
     ) -> Outcome:
+        if annotations:
+            problem = check_annotations(annotations)
+            if problem is not None:
+                self.annotation_failures += 1
+                log.warning(
+                    "dropping invalid decision annotations",
+                    extra={"pod": f"{namespace}/{name}", "node": node, "error": problem},
+                )
+                annotations = None
         status, message = await self._post(namespace, name, uid, node, annotations)
         if status in (400, 422) and annotations:
             # The annotations were refused (size, key syntax): bind without them, say so, carry on.

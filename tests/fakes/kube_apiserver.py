@@ -266,6 +266,7 @@ class FakeKube:
         self.requests: list[Request] = []
         self.faults: list[Fault] = []
         self.bookmark_interval: float | None = None
+        self.reject_binding_annotations = False
         self.binding_delay: float = 0.0
         """Seconds each binding takes, to widen race windows in concurrency tests."""
         self._watchers: set[_Watcher] = set()
@@ -725,8 +726,14 @@ class FakeKube:
         if not isinstance(body, dict):
             raise _HTTPStatus(400, "BadRequest", "binding body must be an object")
         target = body.get("target") or {}
-        if target.get("kind", "Node") not in ("Node", "") or not target.get("name"):
-            raise _HTTPStatus(422, "Invalid", "target: must name a Node")
+        if target.get("kind") not in ("Node", "", None) or not target.get("name"):
+            # Verbatim from kube-apiserver 1.35, including its (odd) 500 status.
+            raise _HTTPStatus(
+                500,
+                "",
+                f'target.kind: Unsupported value: "{target.get("kind")}": '
+                'supported values: "Node", "<empty>"',
+            )
         if self.binding_delay:
             await asyncio.sleep(self.binding_delay)
         key, pod = self._pod_or_404(request)
@@ -735,8 +742,10 @@ class FakeKube:
             raise _HTTPStatus(
                 409,
                 "Conflict",
-                f'Operation cannot be fulfilled on pods/binding "{key[1]}": Precondition failed: '
-                f"UID in precondition: {uid}, UID in object meta: {pod['metadata']['uid']}",
+                f'Operation cannot be fulfilled on pods "{key[1]}": StorageError: invalid object, Code: 4, '
+                f"Key: /registry/pods/{key[0]}/{key[1]}, ResourceVersion: 0, AdditionalErrorMsg: "
+                f"Precondition failed: UID in precondition: {uid}, "
+                f"UID in object meta: {pod['metadata']['uid']}",
             )
         if pod["spec"].get("nodeName"):
             raise _HTTPStatus(
@@ -749,17 +758,17 @@ class FakeKube:
         new["spec"]["nodeName"] = target["name"]
         annotations = (body.get("metadata") or {}).get("annotations")
         if annotations:
-            # The API server validates Binding annotations like any object's (256 KiB in total).
-            if not all(isinstance(v, str) for v in annotations.values()):
-                raise _HTTPStatus(400, "BadRequest", "metadata.annotations: values must be strings")
-            if sum(len(k) + len(v) for k, v in annotations.items()) > 256 * 1024:
-                raise _HTTPStatus(
-                    422, "Invalid", "metadata.annotations: Too long: must have at most 262144 bytes"
-                )
+            # Copied verbatim, unvalidated, like kube-apiserver 1.35 does (checked: an invalid key
+            # and a 300 KiB value were both accepted). `reject_binding_annotations` simulates a
+            # stricter server.
+            if self.reject_binding_annotations:
+                raise _HTTPStatus(422, "Invalid", "metadata.annotations: Invalid value")
             new["metadata"].setdefault("annotations", {}).update(annotations)
         self._commit("pods", "MODIFIED", key, new)
         self.bindings.append(copy.deepcopy(body))
-        return _status(201, "", "", None)
+        return _json(
+            {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}, 201
+        )
 
     async def _create_event(self, request: web.Request) -> web.Response:
         body = request[_BODY]

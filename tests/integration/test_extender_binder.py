@@ -11,7 +11,7 @@ import pytest
 from kubernetes_asyncio import client
 
 from carbon_common.kube import load_api_client
-from extender.binder import Binder
+from extender.binder import Binder, check_annotations
 
 if TYPE_CHECKING:
     from tests.fakes.kube_apiserver import FakeKube
@@ -106,16 +106,45 @@ async def test_concurrent_binds_to_different_nodes_one_wins(fake_kube: FakeKube,
     assert len(fake_kube.bindings) == 1
 
 
-async def test_rejected_annotations_do_not_fail_the_bind(fake_kube: FakeKube, binder: Binder) -> None:
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"carbon-aware.io/decision": "x" * (300 * 1024)},
+        {"not a key!": "v"},
+        {"-bad.prefix/decision": "v"},
+        {"carbon-aware.io/" + "x" * 64: "v"},
+    ],
+)
+async def test_invalid_annotations_are_dropped_not_bound(
+    fake_kube: FakeKube, binder: Binder, bad: dict[str, str]
+) -> None:
+    # The real API server copies Binding annotations unvalidated; the binder must not send bad ones.
     fake_kube.add_pod("ns1", "web", uid="uid-1")
-    huge = {"carbon-aware.io/decision": "x" * (300 * 1024)}
-    assert await binder.bind("ns1", "web", "uid-1", "node-a", huge) is None
+    assert await binder.bind("ns1", "web", "uid-1", "node-a", bad) is None
     pod = fake_kube.pod("ns1", "web")
     assert pod is not None
     assert pod["spec"]["nodeName"] == "node-a"
-    assert "carbon-aware.io/decision" not in pod["metadata"]["annotations"]
+    assert pod["metadata"]["annotations"] == {}
+    assert "annotations" not in fake_kube.bindings[0]["metadata"]
     assert binder.annotation_failures == 1
     assert binder.results["bound"] == 1
+
+
+async def test_refused_annotations_do_not_fail_the_bind(fake_kube: FakeKube, binder: Binder) -> None:
+    fake_kube.add_pod("ns1", "web", uid="uid-1")
+    fake_kube.reject_binding_annotations = True  # a stricter API server than 1.35
+    assert await binder.bind("ns1", "web", "uid-1", "node-a", DECISION) is None
+    pod = fake_kube.pod("ns1", "web")
+    assert pod is not None
+    assert pod["spec"]["nodeName"] == "node-a"
+    assert pod["metadata"]["annotations"] == {}
+    assert binder.annotation_failures == 1
+    assert len(fake_kube.bindings) == 1
+
+
+def test_check_annotations_accepts_valid_keys() -> None:
+    assert check_annotations(DECISION) is None
+    assert check_annotations({"plain": "v", "a.b-c_d": "", "example.com/x": "y" * 1000}) is None
 
 
 async def test_server_error_is_reported(fake_kube: FakeKube, binder: Binder) -> None:
