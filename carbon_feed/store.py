@@ -182,7 +182,7 @@ class Store:
         return written
 
     def prune(self, now: datetime, retention: timedelta) -> int:
-        """Delete history older than the retention window (the `latest` rows are kept)."""
+        """Delete history older than the retention window, and zones not heard of within it."""
         cutoff = _ts(now - retention)
         db = self.db
         before = db.total_changes
@@ -190,6 +190,7 @@ class Store:
         try:
             db.execute("DELETE FROM readings WHERE start < ?", (cutoff,))
             db.execute("DELETE FROM forecasts WHERE start < ?", (cutoff,))
+            db.execute("DELETE FROM latest WHERE start < ?", (cutoff,))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")

@@ -18,7 +18,7 @@ import importlib.util
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -197,10 +197,6 @@ def load_trace(path: str | os.PathLike[str]) -> dict[str, list[tuple[datetime, f
     if not result:
         raise TraceError(f"{path}: no rows")
     return {zone: sorted(points.items()) for zone, points in result.items()}
-
-
-def trace_zones(traces: Iterable[str]) -> list[str]:
-    return sorted(traces)
 
 
 def main() -> None:

@@ -69,16 +69,17 @@ def test_latest_moves_forward_only(tmp_path: Path) -> None:
     store.close()
 
 
-def test_retention_deletes_old_history_but_keeps_latest(tmp_path: Path) -> None:
+def test_retention_deletes_old_history_and_forgotten_zones(tmp_path: Path) -> None:
     store = open_store(tmp_path / "feed.sqlite")
     old = T0 - timedelta(days=40)
-    store.put([obs(1, old), fc(2, old, old - H)], old)
+    store.put([obs(1, old), fc(2, old, old - H), obs(9, old, zone="XX")], old)
     store.put([obs(3, T0), fc(4, T0 + H, T0)], T0)
-    removed = store.prune(T0, timedelta(days=30))
-    assert removed == 2
+    store.prune(T0, timedelta(days=30))
     assert [r.value for r in store.history("DE", old - H, T0 + H)] == [3]
+    assert store.history("XX", old - H, T0 + H) == []
     assert store.counts()[0] == 2
-    assert [r.value for r in store.latest()] == [3]
+    # DE's latest is recent and stays; XX was last heard of 40 days ago and is gone
+    assert [(r.zone, r.value) for r in store.latest()] == [("DE", 3)]
     store.close()
 
 
