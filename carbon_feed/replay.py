@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import hashlib
+import logging
 import math
 import random
 from collections.abc import Mapping, Sequence
@@ -27,6 +28,8 @@ from typing import Any
 from carbon_common.timeutil import parse_rfc3339, utcnow
 from carbon_feed.model import FetchResult, Reading
 from carbon_feed.traces import default_trace_path, load_trace
+
+log = logging.getLogger(__name__)
 
 HOUR = timedelta(hours=1)
 
@@ -137,7 +140,8 @@ class ReplayProvider:
 
     def load(self) -> None:
         """Read (or compute) the trace now; blocking, so call it off the event loop."""
-        path = Path(self.options.path) if self.options.path else default_trace_path()
+        # Computing the embedded trace takes seconds on the first start: say so in the JSON log.
+        path = Path(self.options.path) if self.options.path else default_trace_path(progress=log.info)
         trace = load_trace(path)
         if self.options.zones:
             missing = sorted(set(self.options.zones) - set(trace))
