@@ -565,6 +565,7 @@ class FakeKube:
         meta: Obj = {"resourceVersion": str(self.resource_version)}
         if limit and start + limit < len(items):
             meta["continue"] = f"{self.resource_version}:{start + limit}"
+            meta["remainingItemCount"] = len(items) - start - limit
         kind = {"nodes": "NodeList", "pods": "PodList"}[resource]
         return _json({"kind": kind, "apiVersion": "v1", "metadata": meta, "items": page})
 
@@ -815,14 +816,21 @@ class FakeKube:
         if not isinstance(body, dict):
             raise _HTTPStatus(400, "BadRequest", "lease body must be an object")
         rv = (body.get("metadata") or {}).get("resourceVersion")
+        if not rv:
+            # Verbatim from kube-apiserver 1.35: leases allow no unconditional update.
+            raise _HTTPStatus(
+                422,
+                "Invalid",
+                f'leases.coordination.k8s.io "{key[1]}" is invalid: metadata.resourceVersion: '
+                "Invalid value: 0: must be specified for an update",
+            )
         if rv != old["metadata"]["resourceVersion"]:
-            # Leader election relies on this optimistic-concurrency check; an update without a
-            # resourceVersion is treated as stale too, since that is always a client bug there.
+            # Leader election relies on this optimistic-concurrency check.
             raise _HTTPStatus(
                 409,
                 "Conflict",
-                f"Operation cannot be fulfilled on leases.coordination.k8s.io "
-                f'"{key[1]}": the object has been modified',
+                f'Operation cannot be fulfilled on leases.coordination.k8s.io "{key[1]}": '
+                "the object has been modified; please apply your changes to the latest version and try again",
             )
         new = copy.deepcopy(body)
         new.update(kind="Lease", apiVersion="coordination.k8s.io/v1")

@@ -210,6 +210,11 @@ async def test_lease_optimistic_concurrency(fake_kube: FakeKube, api: client.Api
         await coord.replace_namespaced_lease("deferral", "ns", lease)
     assert exc.value.status == 409
     assert (await coord.read_namespaced_lease("deferral", "ns")).spec.holder_identity == "b"
+    # An update without resourceVersion is refused (422), as kube-apiserver does for leases.
+    lease.metadata.resource_version = None
+    with pytest.raises(ApiException) as exc:
+        await coord.replace_namespaced_lease("deferral", "ns", lease)
+    assert exc.value.status == 422
 
 
 async def test_fault_injection_and_bad_bodies(fake_kube: FakeKube, api: client.ApiClient) -> None:
