@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 PRUNE_EVERY = timedelta(hours=1)
 ERRORS_EVERY = timedelta(minutes=10)
 ERROR_WINDOW = timedelta(days=7)
+COUNTS_EVERY = timedelta(minutes=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +151,7 @@ class FeedService:
         self._tasks: list[asyncio.Task[None]] = []
         self._last_prune = datetime.min.replace(tzinfo=utcnow().tzinfo)
         self._last_errors = self._last_prune
+        self._last_counts = self._last_prune
         self.refreshes = 0
         self.refreshed = asyncio.Event()
         """Set after every successful refresh (tests and readiness probes wait on it)."""
@@ -338,9 +340,12 @@ class FeedService:
         if now - self._last_errors >= ERRORS_EVERY:
             self._last_errors = now
             await self.update_forecast_errors(now)
-        rows, size = await self.store.acounts()
-        self.metrics.store_rows.set(rows)
-        self.metrics.store_bytes.set(size)
+        # COUNT(*) scans the tables: once a minute is plenty for a gauge, even with fast refreshes.
+        if now - self._last_counts >= COUNTS_EVERY:
+            self._last_counts = now
+            rows, size = await self.store.acounts()
+            self.metrics.store_rows.set(rows)
+            self.metrics.store_bytes.set(size)
 
     async def update_forecast_errors(self, now: datetime) -> None:
         """MAPE per lead bucket for each provider's own forecasts and for the baseline."""
