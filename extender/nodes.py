@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import sys
 from collections.abc import Callable, Mapping
@@ -62,8 +63,13 @@ def node_info(obj: Mapping[str, Any], zone_of_labels: ZoneOfLabels) -> tuple[str
         c.get("type") == "Ready" and c.get("status") == "True"
         for c in ((obj.get("status") or {}).get("conditions") or ())
     )
-    # Interning: 5,000 nodes share a handful of zone strings.
-    return name, NodeInfo(sys.intern(zone) if zone else None, ready)
+    return name, _shared_info(zone, ready)
+
+
+@functools.lru_cache(maxsize=4096)
+def _shared_info(zone: str | None, ready: bool) -> NodeInfo:
+    # 5,000 nodes share a handful of (zone, ready) pairs: one frozen object each, not one per node.
+    return NodeInfo(zone, ready)
 
 
 class _Cache:

@@ -620,7 +620,10 @@ class FakeKube:
                         break
                     await send(event)
         except TimeoutError:
-            pass
+            # kube-apiserver ends a timed-out watch with a bookmark when the client allowed them.
+            if w.bookmarks:
+                with contextlib.suppress(ConnectionResetError):
+                    await send(self._bookmark_event(resource))
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:

@@ -270,3 +270,22 @@ async def test_410_as_http_status_relists(fake_kube: FakeKube, cache: KubeNodeCa
     await eventually(lambda: cache.stats.relists_410 == 1 and cache.stats.lists == 2)
     assert cache.stats.errors == 0
     assert cache.zone_of("a") == "DE"
+
+
+async def test_watch_timeout_resumes_without_relist(fake_kube: FakeKube, api: client.ApiClient) -> None:
+    fake_kube.add_node("a", {ZONE: "DE"})
+    opts = ListWatchOptions(watch_timeout=1, request_timeout=5.0, backoff=Backoff(0.01, 0.05))
+    cache = KubeNodeCache(api, zone_of_labels, opts)
+    await cache.start()
+    try:
+        await eventually(lambda: fake_kube.open_watches == 1)
+        fake_kube.add_pod("default", "unrelated")  # moves the resourceVersion, not a node event
+        # The server closes the watch after timeoutSeconds=1 with a bookmark; the cache resumes from it.
+        await eventually(lambda: fake_kube.count("GET", "/api/v1/nodes", watch=True) >= 2)
+        assert cache.stats.bookmarks >= 1
+        assert cache.stats.lists == 1
+        assert cache.stats.errors == 0
+        second = [r for r in fake_kube.requests if r.query.get("watch") == "True"][1]
+        assert int(second.query["resourceVersion"]) == fake_kube.resource_version
+    finally:
+        await cache.stop()
