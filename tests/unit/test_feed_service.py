@@ -156,3 +156,43 @@ async def test_stop_is_clean_after_a_failed_start(tmp_path: Path) -> None:
     with pytest.raises(sqlite3.DatabaseError, match="not a database"):
         await service.start()
     await service.stop()  # idempotent: nothing left open, no warnings (filterwarnings=error)
+
+
+class ForecastingProvider:
+    """Forecasts 200 for the next hour at T0; an hour later observes 250 for it."""
+
+    name = "fc"
+
+    async def fetch(self, zones: Sequence[str], now: datetime) -> FetchResult:
+        if now < T0 + H:
+            return FetchResult(
+                [
+                    reading("fc", "DE", 300, T0),
+                    Reading("fc", "DE", "average", T0 + H, 3600, 200.0, True, None, True, T0),
+                ]
+            )
+        return FetchResult([reading("fc", "DE", 250, T0 + H)])
+
+
+async def test_forecast_error_is_exported_per_lead_once_actuals_arrive(tmp_path: Path) -> None:
+    clock = [T0 + timedelta(minutes=5)]
+    settings = FeedSettings(db=str(tmp_path / "feed.sqlite"), refresh_interval_seconds=3600)
+    config = ProviderConfig("static", "fc", {"zones": ["DE"]})
+    provider = ForecastingProvider()
+    service = FeedService(settings, clock=lambda: clock[0], providers=[(config, provider)])
+    await service.start()
+    try:
+        async with asyncio.timeout(10):
+            await service.refreshed.wait()
+        assert service.state.zones["DE"].forecast_source == "fc"
+        clock[0] = T0 + H + timedelta(minutes=5)
+        assert await service.refresh(config, provider)
+        await service.update_forecast_errors(clock[0])
+        samples = {
+            (s.labels["source"], s.labels["lead"]): s.value
+            for m in service.metrics.forecast_mape.collect()
+            for s in m.samples
+        }
+        assert samples[("fc", "1h")] == pytest.approx(0.2)  # |200 - 250| / 250
+    finally:
+        await service.stop()
