@@ -6,6 +6,13 @@ proportion to the seconds it shares with the window), and return every position 
 (ties are all returned, earliest first). Candidate starts are the requested start and every forecast
 point start after it, so a window never needs data the forecast does not have: a window that is not
 fully covered by forecast points, or that ends after the deadline, is not a candidate.
+
+Checked against the SDK's source (CarbonAware EmissionsDataExtensions.RollingAverage and the forecast
+aggregator): it filters points overlapping [dataStartAt, dataEndAt], slides from the first point's own
+time by one point duration, averages by overlap / window length and returns all minimum windows. Two
+deliberate differences: we start at the requested start itself (the SDK may start at the beginning of
+the point that contains it, i.e. in the past), and a window must end by the deadline (the SDK lets it
+run to the end of the last overlapping point). For data aligned to the start they agree.
 """
 
 from __future__ import annotations
