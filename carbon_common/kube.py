@@ -237,6 +237,9 @@ async def list_watch(
             log.info("resourceVersion expired, relisting", extra={"resource_version": rv})
             rv = ""
         except Exception as exc:  # any failure of one attempt: log, back off, try again
+            if rv:
+                # Resume after the last event the broken watch delivered, not from where it started.
+                rv = stats.resource_version or rv
             stats.errors += 1
             stats.last_error = f"{type(exc).__name__}: {exc}"
             delay = opts.backoff.delay(failures)

@@ -86,7 +86,7 @@ class _Watcher:
     namespace: str | None
     label_selector: str
     field_selector: str
-    queue: asyncio.Queue[Obj | None] = field(default_factory=asyncio.Queue)
+    queue: asyncio.Queue[Obj | bytes | None] = field(default_factory=asyncio.Queue)
     bookmarks: bool = False
 
 
@@ -462,6 +462,11 @@ class FakeKube:
         for w in list(self._watchers):
             w.queue.put_nowait(None)
 
+    def send_garbage(self, data: bytes = b'{"type": "ADDED", "object": {trunc\n') -> None:
+        """Write raw bytes into every open watch stream (a corrupted or truncated event)."""
+        for w in list(self._watchers):
+            w.queue.put_nowait(data)
+
     def bookmark(self) -> None:
         """Send a BOOKMARK at the current resourceVersion to every watch that asked for bookmarks."""
         for w in list(self._watchers):
@@ -618,7 +623,10 @@ class FakeKube:
                     event = await w.queue.get()
                     if event is None:
                         break
-                    await send(event)
+                    if isinstance(event, bytes):
+                        await resp.write(event)
+                    else:
+                        await send(event)
         except TimeoutError:
             # kube-apiserver ends a timed-out watch with a bookmark when the client allowed them.
             if w.bookmarks:

@@ -289,3 +289,21 @@ async def test_watch_timeout_resumes_without_relist(fake_kube: FakeKube, api: cl
         assert int(second.query["resourceVersion"]) == fake_kube.resource_version
     finally:
         await cache.stop()
+
+
+async def test_corrupt_stream_resumes_after_last_event(fake_kube: FakeKube, cache: KubeNodeCache) -> None:
+    fake_kube.add_node("a", {ZONE: "DE"})
+    await cache.start()
+    await eventually(lambda: fake_kube.open_watches == 1)
+    fake_kube.add_node("b", {ZONE: "FR"})
+    await eventually(lambda: cache.zone_of("b") == "FR")
+    seen_rv = cache.stats.resource_version
+    fake_kube.send_garbage()
+    await eventually(lambda: fake_kube.count("GET", "/api/v1/nodes", watch=True) == 2)
+    resumed = [r for r in fake_kube.requests if r.query.get("watch") == "True"][1]
+    assert resumed.query["resourceVersion"] == seen_rv  # after "b", not the list's version
+    assert cache.stats.errors == 1
+    assert "JSONDecodeError" in cache.stats.last_error
+    assert cache.stats.lists == 1
+    fake_kube.add_node("c", {ZONE: "PL"})
+    await eventually(lambda: cache.zone_of("c") == "PL")
