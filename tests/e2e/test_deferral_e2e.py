@@ -177,6 +177,21 @@ def unregister_webhook(world: E2EWorld, name: str) -> None:
     world.api.request("DELETE", f"/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/{name}")
 
 
+def add_nodes(world: E2EWorld, zones: dict[str, int]) -> dict[str, str]:
+    """world.add_nodes, then drop the node.kubernetes.io/not-ready taint that the API server's
+    TaintNodesByCondition admission adds on create: without a node-lifecycle controller nothing else
+    removes it, and no pod would schedule."""
+    nodes = world.add_nodes(zones)
+    for name in nodes:
+        world.api.request(
+            "PATCH",
+            f"/api/v1/nodes/{name}",
+            {"spec": {"taints": None}},
+            content_type="application/merge-patch+json",
+        )
+    return nodes
+
+
 def deferrable(duration: str, deadline: datetime) -> dict[str, str]:
     return {P + "duration": duration, P + "deadline": format_rfc3339(deadline)}
 
@@ -204,7 +219,7 @@ def create_gated_pod(world: E2EWorld, name: str, scheduler: str, annotations: di
 
 
 def test_webhook_gates_and_controller_releases_in_the_green_window(world: E2EWorld, feed: FakeBest) -> None:
-    nodes = world.add_nodes({"GREEN": 1, "DIRTY": 1})
+    nodes = add_nodes(world, {"GREEN": 1, "DIRTY": 1})
     world.snapshot({"GREEN": 40.0, "DIRTY": 600.0})
     _, sched = world.with_extender()
     deferral = start_deferral(world, feed.url)
@@ -228,7 +243,7 @@ def test_webhook_gates_and_controller_releases_in_the_green_window(world: E2EWor
 
 
 def test_vanished_forecast_is_released_by_the_deadline_guard(world: E2EWorld, feed: FakeBest) -> None:
-    world.add_nodes({"GREEN": 1})
+    add_nodes(world, {"GREEN": 1})
     world.snapshot({"GREEN": 40.0})
     _, sched = world.with_extender()
     deferral = start_deferral(world, feed.url)
@@ -244,7 +259,7 @@ def test_vanished_forecast_is_released_by_the_deadline_guard(world: E2EWorld, fe
 
 
 def test_webhook_down_does_not_block_pod_creation(world: E2EWorld) -> None:
-    world.add_nodes({"GREEN": 1})
+    add_nodes(world, {"GREEN": 1})
     world.snapshot({"GREEN": 40.0})
     _, sched = world.with_extender()
     hook = register_webhook(world, f"https://127.0.0.1:{free_port()}/mutate")  # nothing listens there
@@ -259,7 +274,7 @@ def test_webhook_down_does_not_block_pod_creation(world: E2EWorld) -> None:
 
 
 def test_controller_killed_and_restarted_releases_each_pod_once(world: E2EWorld, feed: FakeBest) -> None:
-    world.add_nodes({"GREEN": 2})
+    add_nodes(world, {"GREEN": 2})
     world.snapshot({"GREEN": 40.0})
     _, sched = world.with_extender()
     deferral = start_deferral(world, feed.url)
