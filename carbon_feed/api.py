@@ -216,8 +216,9 @@ async def best_handler(request: web.Request) -> web.Response:
         raise BadRequest("deadline: must be after start")
     if deadline - start > MAX_BEST_SPAN:
         raise BadRequest(f"deadline: more than {MAX_BEST_SPAN.days} days after start")
-    if duration > deadline - start:
-        raise BadRequest("duration: longer than the span between start and deadline")
+    # A job longer than its span is not a malformed request (a deadline simply came close): it gets the
+    # ordinary "no window" answer below, so callers need only one code path for "cannot plan".
+    fits = duration <= deadline - start
     raw_zones = request.query.get("zones")
     known = feed.state.zones
     if raw_zones:
@@ -233,7 +234,7 @@ async def best_handler(request: web.Request) -> web.Response:
     stale = [z for z in zones if not known[z].fresh]
     zones = [z for z in zones if known[z].fresh]
     by_zone: dict[str, list[Window]] = {}
-    for zone in zones:
+    for zone in zones if fits else ():
         found = best_windows(zone_points(known[zone]), duration, start, deadline)
         if found:
             by_zone[zone] = found
@@ -257,6 +258,8 @@ async def best_handler(request: web.Request) -> web.Response:
             if abs(w.intensity - best) <= 1e-9 * max(1.0, abs(best))
         ]
         body["windows"] = [_window(z, w) for _, z, w in sorted(ties, key=lambda t: (t[0], t[1]))]
+    elif not fits:
+        body["reason"] = "the duration is longer than the span between start and deadline"
     else:
         body["reason"] = "no forecast covers a window of this duration between start and deadline"
     return json_response(body)
