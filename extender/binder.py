@@ -106,6 +106,11 @@ class Binder:
             )
         except (aiohttp.ClientError, OSError) as exc:
             return self._record("error", f"binding pod {namespace}/{name} to {node} failed: {exc}")
+        except Exception as exc:  # e.g. a non-JSON answer: still an Error for the scheduler, never a 500
+            log.exception("unexpected bind failure", extra={"pod": f"{namespace}/{name}", "node": node})
+            return self._record(
+                "error", f"binding pod {namespace}/{name} to {node} failed: {type(exc).__name__}: {exc}"
+            )
         finally:
             # Drop the lock once nobody waits on it, so the map does not grow with every pod ever bound.
             self._waiters[key] -= 1

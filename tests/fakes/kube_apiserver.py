@@ -78,6 +78,7 @@ class Fault:
     path_contains: str
     remaining: int
     message: str = "injected fault"
+    body: bytes | None = None
 
 
 @dataclass(eq=False)  # identity hash: watchers live in a set
@@ -433,9 +434,11 @@ class FakeKube:
         method: str | None = None,
         times: int = 1,
         message: str = "injected fault",
+        body: bytes | None = None,
     ) -> None:
-        """The next `times` requests whose path contains `path_contains` (and method, if given) fail."""
-        self.faults.append(Fault(status, method, path_contains, times, message))
+        """The next `times` requests whose path contains `path_contains` (and method, if given) fail:
+        with a metav1.Status carrying `message`, or with `body` verbatim (e.g. a proxy's HTML page)."""
+        self.faults.append(Fault(status, method, path_contains, times, message, body))
 
     def expire(self) -> None:
         """Compact history: every resourceVersion up to now is too old. Open watches get an ERROR 410."""
@@ -528,6 +531,8 @@ class FakeKube:
                 and (fault.method is None or fault.method == request.method)
             ):
                 fault.remaining -= 1
+                if fault.body is not None:
+                    return web.Response(status=fault.status, body=fault.body, content_type="text/html")
                 reason = {404: "NotFound", 409: "Conflict", 410: "Expired", 429: "TooManyRequests"}
                 return _status(fault.status, reason.get(fault.status, "InternalError"), fault.message)
         try:

@@ -188,3 +188,13 @@ async def test_on_result_callback(fake_kube: FakeKube, api: client.ApiClient) ->
     await binder.bind("ns1", "web", "uid-1", "node-a")
     await binder.bind("ns1", "web", "uid-1", "node-b")
     assert seen == ["bound", "conflict"]
+
+
+async def test_garbage_answer_is_an_error_not_an_exception(fake_kube: FakeKube, binder: Binder) -> None:
+    fake_kube.add_pod("ns1", "web", uid="uid-1", node_name="node-b")
+    # The 409 makes the binder read the pod; that read answers 200 with a body that is not JSON.
+    fake_kube.fail_next(200, "/pods/web", method="GET", body=b"<html>gateway</html>")
+    err = await binder.bind("ns1", "web", "uid-1", "node-a")
+    assert err is not None
+    assert "ns1/web" in err
+    assert binder.results["error"] == 1

@@ -307,3 +307,14 @@ async def test_corrupt_stream_resumes_after_last_event(fake_kube: FakeKube, cach
     assert cache.stats.lists == 1
     fake_kube.add_node("c", {ZONE: "PL"})
     await eventually(lambda: cache.zone_of("c") == "PL")
+
+
+async def test_proxy_html_error_page_backs_off(fake_kube: FakeKube, cache: KubeNodeCache) -> None:
+    fake_kube.add_node("a", {ZONE: "DE"})
+    fake_kube.fail_next(502, "/api/v1/nodes", body=b"<html><body>502 Bad Gateway</body></html>")
+    fake_kube.fail_next(200, "/api/v1/nodes", body=b"<html>captive portal</html>")
+    await cache.start()
+    async with asyncio.timeout(5):
+        await cache.wait_synced()
+    assert cache.stats.errors == 2
+    assert cache.zone_of("a") == "DE"
