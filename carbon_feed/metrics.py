@@ -15,25 +15,36 @@ from carbon_feed.forecast import BucketError
 # HTTP attempts take 1 ms (loopback) to tens of seconds (a slow provider before its timeout).
 _DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
-REJECT_REASONS = ("nan", "negative", "out_of_range", "bad_time", "unknown_zone", "unit", "other")
+REJECT_REASONS = (
+    "nan",
+    "not_a_number",
+    "negative",
+    "out_of_range",
+    "bad_time",
+    "unit",
+    "unknown_zone",
+    "other",
+)
+_REASON_NEEDLES: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("nan", "inf", "finite"), "nan"),
+    (("must be a number", "not a number"), "not_a_number"),
+    (("negative",), "negative"),
+    (("above", "outside", "range", "plausible", "absurd"), "out_of_range"),
+    (("naive", "time", "period"), "bad_time"),
+    (("unit",), "unit"),
+    (("zone", "mapping"), "unknown_zone"),
+)
 
 
 def reject_reason(text: str) -> str:
-    """Map a human-readable rejection (validate.py wording) onto a bounded label value."""
-    lowered = text.lower()
-    for needle, reason in (
-        ("nan", "nan"),
-        ("infinit", "nan"),
-        ("negative", "negative"),
-        ("outside", "out_of_range"),
-        ("absurd", "out_of_range"),
-        ("range", "out_of_range"),
-        ("timestamp", "bad_time"),
-        ("time", "bad_time"),
-        ("zone", "unknown_zone"),
-        ("unit", "unit"),
-    ):
-        if needle in lowered:
+    """Map a human-readable rejection onto a bounded label value.
+
+    Rejections read "<zone>[ at <time>]: <why>" (carbon_feed.validate); only <why> is classified, so a
+    zone or a timestamp can never decide the label.
+    """
+    why = text.split(": ", 1)[-1].lower()
+    for needles, reason in _REASON_NEEDLES:
+        if any(needle in why for needle in needles):
             return reason
     return "other"
 

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import math
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -98,6 +99,20 @@ def choose_zone_readings(latest: Sequence[Reading], order: Mapping[str, int]) ->
         if best is None or rank(reading) > rank(best):
             chosen[reading.zone] = reading
     return chosen
+
+
+def insane(reading: Reading) -> str | None:
+    """Why a reading must not be stored, or None. Providers validate already (carbon_feed.validate);
+    this is the store's own guard, so one buggy provider cannot poison the history."""
+    value = reading.value
+    upper = 100.0 if reading.signal == "index" else MAX_PLAUSIBLE_INTENSITY
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return f"{reading.zone}: value {value!r} is not a finite number"
+    if not 0 <= value <= upper:
+        return f"{reading.zone}: value {value!r} is outside range 0..{upper:g}"
+    if reading.start.tzinfo is None or reading.period_seconds <= 0:
+        return f"{reading.zone}: bad time (naive start or non-positive period)"
+    return None
 
 
 def is_fresh(reading: Reading, now: datetime, stale_after: timedelta) -> bool:
@@ -212,7 +227,12 @@ class FeedService:
         try:
             async with asyncio.timeout(limit):
                 result = await provider.fetch(config.zones, now)
-            written = await self.store.aput(result.readings, now)
+            problems = [(r, insane(r)) for r in result.readings]
+            readings = [r for r, why in problems if why is None]
+            dropped = [why for _, why in problems if why is not None]
+            for why in dropped:
+                log.warning("value rejected", extra={"provider": config.name, "reason": why})
+            written = await self.store.aput(readings, now)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -226,13 +246,13 @@ class FeedService:
             return False
         self.metrics.fetches.labels(config.name, "ok").inc()
         self.metrics.fetch_seconds.labels(config.name).observe(time.monotonic() - started)
-        self.metrics.record_rejected(config.name, result.rejected)
+        self.metrics.record_rejected(config.name, [*result.rejected, *dropped])
         stamp = time.time()
-        for zone in {r.zone for r in result.readings if not r.forecast}:
+        for zone in {r.zone for r in readings if not r.forecast}:
             self.metrics.last_success.labels(config.name, zone).set(stamp)
         log.debug(
             "refreshed",
-            extra={"provider": config.name, "readings": len(result.readings), "written": written},
+            extra={"provider": config.name, "readings": len(readings), "written": written},
         )
         await self.rebuild()
         self.refreshes += 1

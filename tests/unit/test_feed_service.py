@@ -14,6 +14,7 @@ import pytest
 from carbon_common.snapshot import parse_snapshot
 from carbon_feed.config import FeedSettings, ProviderConfig
 from carbon_feed.forecast import ForecastValue
+from carbon_feed.metrics import reject_reason
 from carbon_feed.model import FetchResult, Reading
 from carbon_feed.secrets import Secret
 from carbon_feed.service import FeedService, ZoneView, build_snapshot, choose_zone_readings, is_fresh
@@ -194,5 +195,58 @@ async def test_forecast_error_is_exported_per_lead_once_actuals_arrive(tmp_path:
             for s in m.samples
         }
         assert samples[("fc", "1h")] == pytest.approx(0.2)  # |200 - 250| / 250
+    finally:
+        await service.stop()
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("DE at 2026-11-22T10:00:00Z: value is nan", "nan"),
+        ("NANTES at 2026-11-22T10:00:00Z: negative value -5", "negative"),
+        ("DE at 2026-11-22T10:00:00Z: value must be a number, got 'x'", "not_a_number"),
+        ("DE at 2026-11-22T10:00:00Z: 9000 gCO2eq/kWh is above the plausible maximum 2500", "out_of_range"),
+        ("IDX at 2026-11-22T10:00:00Z: index 120 is above 100", "out_of_range"),
+        ("DE at 2026-11-22T10:00:00Z: naive start time", "bad_time"),
+        ("DE: unknown unit 'tonnes'", "unit"),
+        ("XX: not in this provider's zones mapping", "unknown_zone"),
+        ("DE: something new", "other"),
+    ],
+)
+def test_rejections_map_to_bounded_reasons(text: str, reason: str) -> None:
+    assert reject_reason(text) == reason
+
+
+class InsaneProvider:
+    name = "insane"
+
+    async def fetch(self, zones: Sequence[str], now: datetime) -> FetchResult:
+        return FetchResult(
+            [
+                reading("insane", "DE", float("nan")),
+                reading("insane", "DE", -1.0, T0 + H),
+                reading("insane", "IDX", 140.0, signal="index"),
+                reading("insane", "FR", 55.0),
+            ]
+        )
+
+
+async def test_service_guards_the_store_against_bad_values(tmp_path: Path) -> None:
+    settings = FeedSettings(db=str(tmp_path / "feed.sqlite"), refresh_interval_seconds=3600)
+    config = ProviderConfig("static", "insane", {"zones": ["DE"]})
+    service = FeedService(settings, clock=lambda: T0 + H / 2, providers=[(config, InsaneProvider())])
+    await service.start()
+    try:
+        async with asyncio.timeout(10):
+            await service.refreshed.wait()
+        assert sorted(service.state.zones) == ["FR"]
+        assert service.state.indexes == {}
+        rejected = {
+            s.labels["reason"]: s.value
+            for m in service.metrics.rejected.collect()
+            for s in m.samples
+            if s.name.endswith("_total")
+        }
+        assert rejected == {"nan": 1.0, "out_of_range": 2.0}
     finally:
         await service.stop()
