@@ -1,7 +1,7 @@
 """Server TLS and mTLS with certificate rotation without a restart.
 
 cert-manager and kubelet rotate mounted certificates by swapping a symlink (`..data`), so the files
-change under a running server. `CertReloader` polls their stat and loads the new pair into the *same*
+change under a running server. `CertReloader` polls their contents and loads the new pair into the *same*
 `SSLContext`: aiohttp keeps using that object, and new handshakes pick up the new certificate while
 established connections keep theirs.
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import ssl
@@ -23,7 +24,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-_Stamp = tuple[tuple[int, int, int], ...]
+_Stamp = tuple[bytes, ...]
 
 
 def _new_context() -> ssl.SSLContext:
@@ -70,12 +71,10 @@ def _load_pair(ctx: ssl.SSLContext, cert: Path, key: Path) -> None:
 
 
 def _stamp(paths: list[Path]) -> _Stamp:
-    # stat() follows symlinks, so a `..data` swap shows up as a new inode/mtime of the target.
-    out = []
-    for p in paths:
-        st = p.stat()
-        out.append((st.st_mtime_ns, st.st_size, st.st_ino))
-    return tuple(out)
+    # A digest of the contents, not the stat: certificates are tiny, and two rotations within one
+    # timestamp tick (or a copy that keeps size and mtime) must still be seen. Reading through the
+    # path follows kubelet's `..data` symlink swaps.
+    return tuple(hashlib.sha256(p.read_bytes()).digest() for p in paths)
 
 
 class CertReloader:

@@ -167,3 +167,21 @@ def test_startup_errors_name_the_files(ca: trustme.CA, tmp_path: Path) -> None:
     bad_ca.write_bytes(b"junk")
     with pytest.raises(ssl.SSLError, match="client CA"):
         server_ssl_context(cert2, key2, client_ca=bad_ca)
+
+
+async def test_client_ca_rotation_adds_new_ca(ca: trustme.CA, tmp_path: Path) -> None:
+    cert, key = _write_pair(ca, tmp_path, "server-1")
+    old_ca, new_ca = trustme.CA(), trustme.CA()
+    ca_file = tmp_path / "client-ca.pem"
+    ca_file.write_bytes(old_ca.cert_pem.bytes())
+    ctx = server_ssl_context(cert, key, client_ca=ca_file)
+    reloader = CertReloader(ctx, cert, key, client_ca=ca_file, interval=3600)
+    async for port in _serve(ctx):
+        new_client = _client_ctx(ca, new_ca.issue_cert("kube-scheduler"))
+        with pytest.raises((aiohttp.ClientError, ssl.SSLError, ConnectionError)):
+            await _get(port, new_client)
+        ca_file.write_bytes(new_ca.cert_pem.bytes())
+        reloader.check()
+        assert await _get(port, new_client) == 200
+        # Overlap: clients still holding a certificate from the old CA keep working until restart.
+        assert await _get(port, _client_ctx(ca, old_ca.issue_cert("kube-scheduler"))) == 200
