@@ -119,20 +119,14 @@ def _free_port() -> int:
         return port
 
 
-def test_extender_serves_healthz(clean_venv: Path, tmp_path: Path) -> None:
-    nodes = tmp_path / "nodes.json"
-    node = {"metadata": {"name": "node-a", "labels": {"carbon-aware.io/zone": "FR"}}}
-    nodes.write_text(json.dumps({"apiVersion": "v1", "kind": "NodeList", "items": [node]}))
+def _serve_and_probe(argv: list[str], cwd: Path) -> None:
+    """Start a server, wait up to 30 s for 200 on /healthz, stop it by PID."""
     port = _free_port()
-    argv = [
-        str(clean_venv / "bin" / "carbon-extender"),
-        "--host=127.0.0.1",
-        f"--port={port}",
-        f"--nodes-file={nodes}",
-    ]
-    log = tmp_path / "extender.log"
+    log = cwd / "server.log"
     with log.open("w") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path)
+        proc = subprocess.Popen(
+            [*argv, "--host=127.0.0.1", f"--port={port}"], stdout=out, stderr=subprocess.STDOUT, cwd=cwd
+        )
     try:
         deadline = time.monotonic() + 30
         status = None
@@ -151,3 +145,19 @@ def test_extender_serves_healthz(clean_venv: Path, tmp_path: Path) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
+
+
+def test_extender_serves_healthz(clean_venv: Path, tmp_path: Path) -> None:
+    nodes = tmp_path / "nodes.json"
+    node = {"metadata": {"name": "node-a", "labels": {"carbon-aware.io/zone": "FR"}}}
+    nodes.write_text(json.dumps({"apiVersion": "v1", "kind": "NodeList", "items": [node]}))
+    _serve_and_probe([str(clean_venv / "bin" / "carbon-extender"), f"--nodes-file={nodes}"], tmp_path)
+
+
+def test_feed_serves_healthz_with_the_charts_default_config(clean_venv: Path, tmp_path: Path) -> None:
+    """The chart's default feed config is empty (the feed's embedded replay): it must work with the
+    runtime dependencies alone, as in the image."""
+    config = tmp_path / "feed.yaml"
+    config.write_text("{}\n")
+    argv = [str(clean_venv / "bin" / "carbon-feed"), f"--config={config}", f"--db={tmp_path / 'history.db'}"]
+    _serve_and_probe([*argv, f"--snapshot-file={tmp_path / 'snapshot.json'}"], tmp_path)
