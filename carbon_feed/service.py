@@ -254,7 +254,14 @@ class FeedService:
             "refreshed",
             extra={"provider": config.name, "readings": len(readings), "written": written},
         )
-        await self.rebuild()
+        try:
+            await self.rebuild()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The data is committed; the view stays as it was until a later rebuild succeeds.
+            log.exception("rebuilding the view failed", extra={"provider": config.name})
+            return False
         self.refreshes += 1
         self.refreshed.set()
         return True
