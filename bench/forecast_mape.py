@@ -10,7 +10,7 @@ error against the trace is averaged over all 24 leads and all issue times:
 - persistence: the last observed hour, repeated
 - same-hour-yesterday: the value 24 hours before each target hour
 
-Writes a table to stdout and bench/results/forecast_mape.json. Nothing is timed or asserted.
+Writes a table to stdout and bench/results/forecast_mape.json (--quick: forecast_mape_quick.json). Nothing is timed or asserted.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from carbon_feed.traces import default_trace_path, load_trace
 
 H = timedelta(hours=1)
 RESULTS = Path(__file__).resolve().parent / "results" / "forecast_mape.json"
+QUICK_RESULTS = RESULTS.with_name("forecast_mape_quick.json")  # a smoke run never overwrites the real one
 HORIZON = 24
 METHODS = ("baseline", "persistence", "same_hour_yesterday")
 
@@ -90,8 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     means = {m: sum(float(r[m]) for r in rows.values()) / len(rows) for m in METHODS}
     b, p, y = (means[m] for m in METHODS)
     print(f"{'mean':6} {b:9.1f} {p:12.1f} {y:15.1f}")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
+    out = QUICK_RESULTS if args.quick else RESULTS
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(
         json.dumps(
             {
                 "benchmark": "forecast_mape",
@@ -110,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         + "\n"
     )
-    print(f"wrote {RESULTS}", file=sys.stderr)
+    print(f"wrote {out}", file=sys.stderr)
     return 0
 
 
