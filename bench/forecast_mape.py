@@ -10,7 +10,8 @@ error against the trace is averaged over all 24 leads and all issue times:
 - persistence: the last observed hour, repeated
 - same-hour-yesterday: the value 24 hours before each target hour
 
-Writes a table to stdout and bench/results/forecast_mape.json (--quick: forecast_mape_quick.json). Nothing is timed or asserted.
+Writes a table to stdout and bench/results/forecast_mape.json (--quick: forecast_mape_quick.json).
+Nothing is timed or asserted.
 """
 
 from __future__ import annotations
