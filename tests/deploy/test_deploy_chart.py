@@ -195,9 +195,9 @@ def test_rbac_is_the_least_privilege_plus_the_scheduler_roles(tmp_path: Path) ->
     rules = {(tuple(r["apiGroups"]), tuple(r["resources"])): set(r["verbs"]) for r in role["rules"]}
     assert rules == {
         (("",), ("nodes",)): {"list", "watch"},
-        (("",), ("pods",)): {"get", "patch"},
+        (("",), ("pods",)): {"get"},
         (("",), ("pods/binding",)): {"create"},
-        (("", "events.k8s.io"), ("events",)): {"create", "patch"},
+        (("", "events.k8s.io"), ("events",)): {"create"},
     }
     cluster_roles = {b["roleRef"]["name"] for b in by_kind(docs, "ClusterRoleBinding")}
     assert cluster_roles == {
