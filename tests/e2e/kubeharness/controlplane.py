@@ -9,8 +9,8 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import ssl
 import subprocess
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +18,7 @@ import yaml
 
 from .certs import Pki
 from .kubeapi import KubeApi
-from .procs import ManagedProcess, free_port, wait_until
+from .procs import ManagedProcess, free_port, http_get, wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 BUILD_SCRIPT = REPO_ROOT / "hack" / "build-controlplane.sh"
@@ -76,14 +76,9 @@ def locate_binaries(timeout: float = 3600.0) -> Binaries:
 
 
 def _get_ok(url: str, token: str | None = None, ca_file: Path | None = None, timeout: float = 2.0) -> bool:
-    import ssl
-
-    req = urllib.request.Request(url)
-    if token:
-        req.add_header("Authorization", f"Bearer {token}")
     context = ssl.create_default_context(cafile=str(ca_file)) if ca_file else None
-    with urllib.request.urlopen(req, timeout=timeout, context=context) as resp:
-        return bool(resp.status == 200)
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    return http_get(url, headers=headers, context=context, timeout=timeout)[0] == 200
 
 
 class ControlPlane:

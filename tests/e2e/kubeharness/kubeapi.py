@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from .procs import http_get
+
 JSON = dict[str, Any]
 
 
@@ -56,14 +58,18 @@ class KubeApi:
             with urllib.request.urlopen(req, timeout=self.timeout, context=self._ssl) as resp:
                 raw = resp.read()
         except urllib.error.HTTPError as exc:
-            raise ApiError(method, path, exc.code, exc.read().decode("utf-8", "replace")) from None
+            with exc:  # the error carries the open response: close it, or its socket leaks
+                detail = exc.read().decode("utf-8", "replace")
+            raise ApiError(method, path, exc.code, detail) from None
         return json.loads(raw) if raw else None
 
     def get_text(self, path: str) -> str:
-        req = urllib.request.Request(self.server + path)
-        req.add_header("Authorization", f"Bearer {self.token}")
-        with urllib.request.urlopen(req, timeout=self.timeout, context=self._ssl) as resp:
-            return str(resp.read().decode())
+        status, body = http_get(
+            self.server + path, headers={"Authorization": f"Bearer {self.token}"}, context=self._ssl
+        )
+        if status != 200:
+            raise ApiError("GET", path, status, body.decode("utf-8", "replace"))
+        return body.decode()
 
     # --- objects the suite creates ---
 
@@ -101,6 +107,14 @@ class KubeApi:
             "PATCH",
             f"/api/v1/nodes/{name}/status",
             {"status": status},
+            content_type="application/merge-patch+json",
+        )
+        # The TaintNodesByCondition admission plugin puts node.kubernetes.io/not-ready:NoSchedule on
+        # every new node; the node-lifecycle controller (not run here) would lift it once Ready.
+        self.request(
+            "PATCH",
+            f"/api/v1/nodes/{name}",
+            {"spec": {"taints": None}},
             content_type="application/merge-patch+json",
         )
 

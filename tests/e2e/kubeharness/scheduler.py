@@ -12,8 +12,6 @@ import os
 import shutil
 import ssl
 import subprocess
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -21,7 +19,7 @@ from typing import Any
 import yaml
 
 from .controlplane import REPO_ROOT, Binaries
-from .procs import ManagedProcess, free_port, wait_until
+from .procs import ManagedProcess, free_port, http_get, wait_until
 
 CHART_DIR = REPO_ROOT / "manifests" / "chart" / "carbon-aware-scheduler"
 SCHEDULER_CONFIG_TEMPLATE = "templates/scheduler-config.yaml"
@@ -152,16 +150,10 @@ def _scheduler_ready(port: int) -> bool:
     # The scheduler serves a self-signed certificate it made at start; /readyz carries no secrets.
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
-    try:
-        with urllib.request.urlopen(f"https://127.0.0.1:{port}/readyz", timeout=2, context=context) as resp:
-            return bool(resp.status == 200)
-    except urllib.error.HTTPError as exc:
-        if exc.code == 404:  # an older scheduler without /readyz
-            with urllib.request.urlopen(
-                f"https://127.0.0.1:{port}/healthz", timeout=2, context=context
-            ) as resp:
-                return bool(resp.status == 200)
-        return False
+    status = http_get(f"https://127.0.0.1:{port}/readyz", context=context, timeout=2)[0]
+    if status == 404:  # an older scheduler without /readyz
+        status = http_get(f"https://127.0.0.1:{port}/healthz", context=context, timeout=2)[0]
+    return status == 200
 
 
 class Scheduler:

@@ -6,7 +6,6 @@ import json
 import ssl
 import sys
 import urllib.parse
-import urllib.request
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -19,7 +18,7 @@ from carbon_common.timeutil import utcnow
 
 from .certs import CertPair
 from .controlplane import REPO_ROOT
-from .procs import ManagedProcess, free_port, wait_until
+from .procs import ManagedProcess, free_port, http_get, wait_until
 
 PYTHON = REPO_ROOT / ".venv" / "bin" / "python"
 PROMETHEUS = Path("/usr/bin/prometheus")
@@ -68,8 +67,7 @@ class HttpService:
         self.wait_ready()
 
     def get(self, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
-        with urllib.request.urlopen(self.base_url + path, timeout=timeout, context=self._ssl) as resp:
-            return int(resp.status), bytes(resp.read())
+        return http_get(self.base_url + path, context=self._ssl, timeout=timeout)
 
     def wait_ready(self) -> None:
         wait_until(
@@ -171,8 +169,10 @@ class Prometheus:
         )
 
     def _get(self, path: str) -> bytes:
-        with urllib.request.urlopen(self.base_url + path, timeout=5) as resp:
-            return bytes(resp.read())
+        status, body = http_get(self.base_url + path)
+        if status != 200:
+            raise AssertionError(f"prometheus {path}: HTTP {status}: {body[:500]!r}")
+        return body
 
     def query(self, promql: str) -> list[dict[str, Any]]:
         """Instant query; the ``result`` vector (raises on a PromQL error)."""
