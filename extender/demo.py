@@ -44,6 +44,10 @@ class MappingNodeLookup:
     def zone_of(self, node_name: str) -> str | None:
         return self._zones.get(node_name)
 
+    def zones_of(self, node_names: list[str]) -> list[str | None]:
+        """Bulk lookup used by the request path when a cache offers it."""
+        return list(map(self._zones.get, node_names))
+
     def __contains__(self, node_name: object) -> bool:
         return node_name in self._zones
 

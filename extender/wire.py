@@ -8,8 +8,10 @@ WireError whose message names the offending field; nothing here does I/O.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 import orjson
@@ -129,9 +131,16 @@ class ExtenderArgs:
         return [item["metadata"]["name"] for item in self.items]
 
 
-def _node_names(value: Any) -> list[str]:
-    if not isinstance(value, list):
-        raise WireError(f"NodeNames: expected an array of strings or null, got {_kind(value)}")
+def check_node_names(args: ExtenderArgs) -> None:
+    """The element check that parse_extender_args(check_names=False) skipped."""
+    if args.node_names is not None:
+        _node_names(args.node_names)
+
+
+def _node_names(value: list[Any]) -> list[str]:
+    # C-speed checks first (5,000 names arrive on every call); walk the list only to name the culprit.
+    if not value or (set(map(type, value)) == {str} and "" not in value):
+        return value
     for i, name in enumerate(value):
         if type(name) is not str or not name:
             raise WireError(f"NodeNames[{i}]: expected a non-empty string, got {name!r}")
@@ -160,8 +169,12 @@ def _node_list(value: Any) -> dict[str, Any]:
     return nodes
 
 
-def parse_extender_args(body: bytes) -> ExtenderArgs:
-    """Parse the body of a filter or prioritize call (ExtenderArgs)."""
+def parse_extender_args(body: bytes, *, check_names: bool = True) -> ExtenderArgs:
+    """Parse the body of a filter or prioritize call (ExtenderArgs).
+
+    `check_names=False` leaves the NodeNames elements unchecked (the array itself is checked) for a
+    caller that recognises a list it validated before; it must call `check_node_names` otherwise.
+    """
     raw = _fold(_decode(body), _ARGS_KEYS, "")
     if raw.get("Pod") is None:
         raise WireError("Pod: required, got null or nothing")
@@ -171,7 +184,9 @@ def parse_extender_args(body: bytes) -> ExtenderArgs:
         # kube-scheduler sends exactly one; answering both shapes would hide a misconfigured caller.
         raise WireError("Nodes and NodeNames are both set; exactly one must be non-null")
     if names is not None:
-        return ExtenderArgs(pod, _node_names(names), None)
+        if not isinstance(names, list):
+            raise WireError(f"NodeNames: expected an array of strings or null, got {_kind(names)}")
+        return ExtenderArgs(pod, _node_names(names) if check_names else names, None)
     if nodes is not None:
         return ExtenderArgs(pod, None, _node_list(nodes))
     raise WireError("Nodes and NodeNames are both null; exactly one must be set")
@@ -220,10 +235,36 @@ def filter_error(message: str) -> bytes:
     )
 
 
+# Characters JSON needs escaped in a string; Kubernetes node names never contain them.
+_NEEDS_ESCAPE = re.compile(r'["\\\x00-\x1f]')
+_MIDDLE = [f'","Score":{s}}},{{"Host":"' for s in range(MAX_SCORE + 1)]
+_LAST = [f'","Score":{s}}}]' for s in range(MAX_SCORE + 1)]
+
+
 def priority_list(hosts: Sequence[str], scores: Sequence[int]) -> bytes:
     """The bare HostPriorityList array. Scores must already be ints in 0..10: a float would make the
-    scheduler drop every score of this extender without telling anyone."""
-    return orjson.dumps([{"Host": h, "Score": s} for h, s in zip(hosts, scores, strict=True)])
+    scheduler drop every score of this extender without telling anyone.
+
+    Byte-identical to orjson.dumps([{"Host": h, "Score": s}, ...]), but built by interleaving the
+    names with precomputed fragments in C (str.join over zip) instead of creating one dict per node:
+    at 5,000 nodes that is the difference between most of the request time and a small part of it.
+    """
+    if len(hosts) != len(scores):
+        raise ValueError("hosts and scores differ in length")
+    if not hosts:
+        return b"[]"
+    if (
+        _NEEDS_ESCAPE.search("".join(hosts))
+        or set(map(type, scores)) != {int}
+        or not set(scores) <= _VALID_SCORES
+    ):
+        return orjson.dumps([{"Host": h, "Score": s} for h, s in zip(hosts, scores, strict=True)])
+    tails = list(map(_MIDDLE.__getitem__, scores))
+    tails[-1] = _LAST[scores[-1]]
+    return ('[{"Host":"' + "".join(chain.from_iterable(zip(hosts, tails, strict=True)))).encode()
+
+
+_VALID_SCORES = frozenset(range(MIN_SCORE, MAX_SCORE + 1))
 
 
 # --- bind -----------------------------------------------------------------------------------------

@@ -470,3 +470,31 @@ async def test_metrics_exposition(make_client: MakeClient) -> None:
     assert 'carbon_extender_scores_bucket{le="0.0"} 1.0' in text
     assert 'carbon_extender_scores_bucket{le="+Inf"} 2.0' in text
     assert "carbon_extender_node_cache_synced 1.0" in text
+
+
+async def test_repeated_lists_follow_carbon_and_node_changes(make_client: MakeClient) -> None:
+    client = await make_client()
+    state = client.app[STATE]
+    clock = [0.0]
+    state.monotonic = lambda: clock[0]
+    body = args(["se-1", "pl-1", "de-1"], False)
+    assert [h["Score"] for h in await post(client, "/prioritize", body)] == [10, 0, 5]
+    assert [h["Score"] for h in await post(client, "/prioritize", body)] == [10, 0, 5]
+    # New carbon data: same list, new scores at once.
+    readings = dict(carbon().view.snapshot.zones)  # type: ignore[union-attr]
+    readings["PL"] = ZoneReading("PL", 10.0, NOW, "test")
+    state.carbon.set(CarbonView(Snapshot(NOW, readings), NOW))
+    assert [h["Score"] for h in await post(client, "/prioritize", body)] == [10, 10, 0]
+    # A different cap on the same list: a different filter answer.
+    capped = args(["se-1", "pl-1", "de-1"], False, pod(max_intensity="100"))
+    assert (await post(client, "/filter", capped))["NodeNames"] == ["se-1", "pl-1"]
+    capped = args(["se-1", "pl-1", "de-1"], False, pod(max_intensity="15"))
+    assert (await post(client, "/filter", capped))["NodeNames"] == ["pl-1"]
+    # A node relabelled to another zone is seen once the memo entry expires (1 s).
+    state.nodes.zones["de-1"] = "SE"  # type: ignore[attr-defined]
+    clock[0] = 2.0
+    assert [h["Score"] for h in await post(client, "/prioritize", body)] == [
+        0,
+        10,
+        0,
+    ]  # SE 20 is now the dirtiest

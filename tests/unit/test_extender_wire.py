@@ -231,3 +231,23 @@ def test_preempt_full_victim_without_uid_is_rejected() -> None:
     body = orjson.dumps({"Pod": _pod(), "NodeNameToVictims": {"n1": {"Pods": [pod]}}})
     with pytest.raises(wire.WireError, match=r"NodeNameToVictims.n1.Pods\[0\].metadata.uid"):
         wire.parse_preemption_args(body)
+
+
+@pytest.mark.parametrize(
+    ("hosts", "scores"),
+    [
+        (["a", "b", "c"], [10, 0, 5]),
+        (['quote"d', "back\\slash", "ctl\x01"], [1, 2, 3]),
+        (["ünïcode-node"], [7]),
+        (["x"], [True]),
+        ([f"node-{i}" for i in range(1000)], [i % 11 for i in range(1000)]),
+    ],
+)
+def test_priority_list_fast_path_is_byte_identical_to_orjson(hosts: list[str], scores: list[int]) -> None:
+    expected = orjson.dumps([{"Host": h, "Score": s} for h, s in zip(hosts, scores, strict=True)])
+    assert wire.priority_list(hosts, scores) == expected
+
+
+def test_priority_list_rejects_mismatched_lengths() -> None:
+    with pytest.raises(ValueError, match="length"):
+        wire.priority_list(["a"], [])

@@ -70,3 +70,19 @@ def test_bad_user_map_is_a_clear_error(tmp_path: Path, text: str, message: str) 
 def test_missing_user_map(tmp_path: Path) -> None:
     with pytest.raises(RegionMapError, match="cannot read"):
         load_region_map(tmp_path / "nope.json")
+
+
+def test_memo_hits_only_the_identical_list_within_ttl() -> None:
+    from extender.zones import CandidateMemo
+
+    memo = CandidateMemo(max_entries=2, ttl=1.0)
+    names = ["a", "b", "c"]
+    entry = memo.put(names, ["DE", None, "FR"], {"DE": 1, None: 1, "FR": 1}, now=0.0)
+    assert memo.get(["a", "b", "c"], 0.5) is entry
+    assert memo.get(["a", "x", "c"], 0.5) is None  # same length and ends, different middle
+    assert memo.get(["a", "b", "c"], 1.5) is None  # expired
+    assert memo.get([], 0.0) is None
+    assert memo.get([{"not": "hashable"}, "c"], 0.0) is None
+    memo.put(["d"], ["PL"], {"PL": 1}, 0.0)
+    memo.put(["e"], ["PL"], {"PL": 1}, 0.0)
+    assert memo.get(names, 0.1) is None  # evicted (oldest first)
