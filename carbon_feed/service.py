@@ -37,6 +37,7 @@ from carbon_common.snapshot import (
 from carbon_common.timeutil import utcnow
 from carbon_feed.config import FeedSettings, ProviderConfig
 from carbon_feed.forecast import BASELINE, LEAD_BUCKETS, ForecastValue, baseline_forecast, mape_by_bucket
+from carbon_feed.http import RateLimitedError
 from carbon_feed.metrics import FeedMetrics
 from carbon_feed.model import Provider, Reading
 from carbon_feed.replay import ReplayProvider
@@ -168,6 +169,8 @@ class FeedService:
         self._last_errors = self._last_prune
         self._last_counts = self._last_prune
         self.refreshes = 0
+        # Provider name → seconds its last 429 asked us to wait (Retry-After); honoured by _loop.
+        self._retry_after: dict[str, float] = {}
         self.refreshed = asyncio.Event()
         """Set after every successful refresh (tests and readiness probes wait on it)."""
 
@@ -216,7 +219,8 @@ class FeedService:
         while True:
             await self.refresh(config, provider)
             jitter = self.settings.jitter_ratio
-            await asyncio.sleep(interval * (1 + random.uniform(-jitter, jitter)))
+            pause = interval * (1 + random.uniform(-jitter, jitter))
+            await asyncio.sleep(max(pause, self._retry_after.pop(config.name, 0.0)))
 
     async def refresh(self, config: ProviderConfig, provider: Provider) -> bool:
         """One round for one provider; never raises (a failed round is logged and counted)."""
@@ -236,6 +240,8 @@ class FeedService:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            if isinstance(exc, RateLimitedError) and exc.retry_after:
+                self._retry_after[config.name] = exc.retry_after
             self.metrics.fetches.labels(config.name, "error").inc()
             self.metrics.fetch_seconds.labels(config.name).observe(time.monotonic() - started)
             # str(exc) only: provider errors never carry secrets (carbon_feed.http redacts them).

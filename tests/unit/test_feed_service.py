@@ -14,6 +14,7 @@ import pytest
 from carbon_common.snapshot import parse_snapshot
 from carbon_feed.config import FeedSettings, ProviderConfig
 from carbon_feed.forecast import ForecastValue
+from carbon_feed.http import RateLimitedError
 from carbon_feed.metrics import reject_reason
 from carbon_feed.model import FetchResult, Reading
 from carbon_feed.secrets import Secret
@@ -250,3 +251,22 @@ async def test_service_guards_the_store_against_bad_values(tmp_path: Path) -> No
         assert rejected == {"nan": 1.0, "out_of_range": 2.0}
     finally:
         await service.stop()
+
+
+async def test_a_429_with_retry_after_delays_the_next_round_past_the_interval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    provider = ScriptedProvider()
+    provider.fail = RateLimitedError("slow down", retry_after=7200.0)  # longer than the 3600 s interval
+    service, config = make_service(tmp_path, provider)
+    slept: list[float] = []
+
+    async def fake_sleep(seconds: float) -> None:
+        slept.append(seconds)
+        raise asyncio.CancelledError  # stop the loop after its first pause
+
+    monkeypatch.setattr("carbon_feed.service.asyncio.sleep", fake_sleep)
+    with pytest.raises(asyncio.CancelledError):
+        await service._loop(config, provider)
+    assert slept == [7200.0]
+    await service.stop()
