@@ -8,8 +8,9 @@ deadline guard does not depend on the feed at all.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -21,6 +22,9 @@ from deferral.metrics import DeferralMetrics
 from deferral.planner import Forecast, Window
 
 log = logging.getLogger(__name__)
+
+MAX_SPAN = timedelta(days=14)
+"""The feed's largest /v1/best span (carbon_feed.api.MAX_BEST_SPAN)."""
 
 
 def parse_best(body: Any) -> Forecast:
@@ -80,10 +84,15 @@ class FeedClient:
 
     async def best(self, spec: DeferralSpec, now: datetime) -> tuple[Forecast | None, str]:
         """The forecast for this pod's span from now, or (None, why not)."""
+        start = max(now, spec.earliest_start)
+        # The feed plans at most MAX_SPAN ahead (400 beyond); forecasts do not reach further anyway, and
+        # the guard still holds the far deadline.
+        deadline = min(spec.deadline, start + MAX_SPAN)
         params = {
-            "duration": str(int(spec.duration.total_seconds())),
-            "start": format_rfc3339(max(now, spec.earliest_start)),
-            "deadline": format_rfc3339(spec.deadline),
+            # Whole seconds, rounded up: the feed's parser takes integers, and a longer run is safe.
+            "duration": str(max(1, math.ceil(spec.duration.total_seconds()))),
+            "start": format_rfc3339(start),
+            "deadline": format_rfc3339(deadline),
         }
         if self._zones:
             params["zones"] = ",".join(self._zones)

@@ -23,7 +23,13 @@ from kubeharness import HttpService, free_port, wait_until
 
 from carbon_common.timeutil import format_rfc3339, utcnow
 
-pytestmark = pytest.mark.e2e
+pytestmark = [
+    pytest.mark.e2e,
+    # kubeharness.HttpService.get leaves the HTTPError of a 503 /readyz probe unclosed (our /readyz is
+    # 503 until the pod cache has listed, by design); its socket is then reported when collected.
+    # Harness issue, reported to its owner; remove this filter once HttpService closes the error.
+    pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
+]
 
 GATE = "carbon-aware.io/green-window"
 P = "carbon-aware.io/"
@@ -304,3 +310,75 @@ def test_controller_killed_and_restarted_releases_each_pod_once(world: E2EWorld,
         timeout=10,
         what="no pod waiting",
     )
+
+
+def start_replay_feed(world: E2EWorld, trace: dict[str, list[float]], anchor: datetime) -> HttpService:
+    """The real carbon-feed replaying ``trace`` (hourly values per zone) at 3600x: trace hour h plays
+    h seconds after ``anchor``. It also writes the snapshot file the extender reads."""
+    first = datetime(2026, 1, 1, tzinfo=anchor.tzinfo)
+    world.workdir.mkdir(parents=True, exist_ok=True)
+    path = world.workdir / "trace.csv"
+    rows = ["datetime,zone,intensity"]
+    for zone, values in trace.items():
+        rows += [f"{format_rfc3339(first + timedelta(hours=h))},{zone},{v}" for h, v in enumerate(values)]
+    path.write_text("\n".join(rows) + "\n")
+    port = free_port()
+    config = world.workdir / "feed.yaml"
+    config.write_text(
+        json.dumps(
+            {
+                "host": "127.0.0.1",
+                "port": port,
+                "snapshot_file": str(world.snapshot_file),
+                "db": str(world.workdir / "feed.sqlite"),
+                "refresh_interval_seconds": 1.0,
+                "providers": [
+                    {
+                        "kind": "replay",
+                        "name": "replay",
+                        "options": {
+                            "path": str(path),
+                            "speed": 3600,
+                            "trace_start": format_rfc3339(first),
+                            "anchor": format_rfc3339(anchor),
+                            "horizon_hours": 48,
+                        },
+                    }
+                ],
+            }
+        )
+    )
+    feed = HttpService(
+        f"carbon-feed:{port}",
+        "carbon_feed",
+        ["--config", str(config)],
+        world.workdir / "logs" / "feed.log",
+        port,
+    )
+    world.extenders.append(feed)
+    return feed
+
+
+def test_replayed_trace_with_a_fast_clock_releases_in_the_green_window(world: E2EWorld) -> None:
+    nodes = add_nodes(world, {"GREEN": 1, "DIRTY": 1})
+    anchor = utcnow().replace(microsecond=0)
+    # 72 trace hours = 72 s of wall time; GREEN is clean only in trace hours 30-33.
+    green = [500.0] * 72
+    green[30:34] = [60.0] * 4
+    feed = start_replay_feed(world, {"GREEN": green, "DIRTY": [700.0] * 72}, anchor)
+    wait_until(
+        lambda: world.snapshot_file.exists(), timeout=30, what="the feed's snapshot", watch=[feed.process]
+    )
+    _, sched = world.with_extender()
+    deferral = start_deferral(world, feed.base_url)
+    created = utcnow()
+    assert created < anchor + timedelta(seconds=26), "the services took too long to start for this trace"
+    # Run 2 s (two trace hours), finish within 60 s: the greenest window is trace hours 30-32.
+    create_gated_pod(world, "replayed", sched.name, deferrable("2s", created + timedelta(seconds=60)))
+    event = world.wait_event("replayed", "CarbonPlanned", r"greenest window", timeout=20)
+    assert "GREEN" in event["message"]
+    placed = world.wait_bound(["replayed"], timeout=60)
+    released_at = utcnow()
+    assert anchor + timedelta(seconds=29) <= released_at <= anchor + timedelta(seconds=35)
+    assert nodes[placed["replayed"]] == "GREEN"
+    assert metric(deferral.metrics(), "deferral_releases_total", reason="window_reached") == 1
