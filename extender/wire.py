@@ -24,7 +24,7 @@ class WireError(ValueError):
     """The request does not follow extender protocol v1; the message names the field."""
 
 
-def _fold(raw: Mapping[str, Any], known: Mapping[str, str], where: str) -> dict[str, Any]:
+def _fold(raw: Mapping[str, Any], known: Mapping[str, str]) -> dict[str, Any]:
     """Go-style case-insensitive struct decoding: map each key onto its canonical Go field name.
 
     Unknown keys are ignored, as encoding/json does; a later duplicate wins, also as encoding/json does.
@@ -175,7 +175,7 @@ def parse_extender_args(body: bytes, *, check_names: bool = True) -> ExtenderArg
     `check_names=False` leaves the NodeNames elements unchecked (the array itself is checked) for a
     caller that recognises a list it validated before; it must call `check_node_names` otherwise.
     """
-    raw = _fold(_decode(body), _ARGS_KEYS, "")
+    raw = _fold(_decode(body), _ARGS_KEYS)
     if raw.get("Pod") is None:
         raise WireError("Pod: required, got null or nothing")
     pod = pod_ref(raw["Pod"])
@@ -281,7 +281,7 @@ class BindingArgs:
 
 
 def parse_binding_args(body: bytes) -> BindingArgs:
-    raw = _fold(_decode(body), _BIND_KEYS, "")
+    raw = _fold(_decode(body), _BIND_KEYS)
     values = {key: _string(raw.get(key), key) for key in ("PodName", "PodNamespace", "PodUID", "Node")}
     return BindingArgs(values["PodName"], values["PodNamespace"], values["PodUID"], values["Node"])
 
@@ -312,7 +312,7 @@ def _pdb(value: Any, where: str) -> int:
 
 
 def _victims(raw: Any, where: str, *, meta: bool) -> dict[str, Any]:
-    victims = _fold(_object(raw, where), _VICTIMS_KEYS, where)
+    victims = _fold(_object(raw, where), _VICTIMS_KEYS)
     pods = victims.get("Pods")
     if pods is None:
         pods = []
@@ -322,7 +322,7 @@ def _victims(raw: Any, where: str, *, meta: bool) -> dict[str, Any]:
     for i, pod in enumerate(pods):
         pw = f"{where}.Pods[{i}]"
         if meta:
-            uid = _fold(_object(pod, pw), _META_POD_KEYS, pw).get("UID")
+            uid = _fold(_object(pod, pw), _META_POD_KEYS).get("UID")
             uids.append({"UID": _string(uid, pw + ".UID")})
         else:
             ref = pod_ref(pod, pw)
@@ -338,7 +338,7 @@ class PreemptionArgs:
 
 
 def parse_preemption_args(body: bytes) -> PreemptionArgs:
-    raw = _fold(_decode(body), _PREEMPT_KEYS, "")
+    raw = _fold(_decode(body), _PREEMPT_KEYS)
     if raw.get("Pod") is None:
         raise WireError("Pod: required, got null or nothing")
     pod = pod_ref(raw["Pod"])
