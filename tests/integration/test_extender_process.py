@@ -90,3 +90,60 @@ async def test_process_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_process_serves_mtls_when_configured(tmp_path: Path) -> None:
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    server_cert = ca.issue_cert("127.0.0.1")
+    server_cert.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "server.pem"))
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    nodes = tmp_path / "nodes.json"
+    nodes.write_bytes(resources.files("extender").joinpath("data/demo-nodes.json").read_bytes())
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CARBON_EXTENDER_")}
+    proc = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "extender", "--nodes-file", str(nodes), "--port", str(port)),
+        *("--tls-cert", str(tmp_path / "server.pem"), "--tls-key", str(tmp_path / "server.pem")),
+        *("--client-ca", str(tmp_path / "ca.pem")),
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        client_cert = ca.issue_cert("scheduler")
+        with_cert = ssl.create_default_context()
+        ca.configure_trust(with_cert)
+        client_cert.configure_cert(with_cert)
+        without_cert = ssl.create_default_context()
+        ca.configure_trust(without_cert)
+        url = f"https://127.0.0.1:{port}/readyz"
+        async with aiohttp.ClientSession() as session:
+            for _ in range(200):
+                try:
+                    async with session.get(url, ssl=with_cert) as resp:
+                        if resp.status == 200:
+                            break
+                except aiohttp.ClientConnectionError:
+                    pass
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("extender did not become ready over mTLS")
+        async with aiohttp.ClientSession() as session:
+            rejected = False
+            try:
+                async with session.get(url, ssl=without_cert) as resp:
+                    await resp.read()
+            except (aiohttp.ClientError, ssl.SSLError):
+                rejected = True
+            assert rejected, "a client without a certificate must be refused"
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.communicate(), timeout=20)
+        assert proc.returncode == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
