@@ -1,0 +1,1 @@
+"""End-to-end suite: the real etcd, kube-apiserver and kube-scheduler (see docs/e2e.md)."""
