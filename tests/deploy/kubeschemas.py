@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from deploytools import KUBE_VERSION, REPO_ROOT, _tool_dirs, find_tool
+from tests.deploy.deploytools import KUBE_VERSION, REPO_ROOT, _tool_dirs, find_tool
 
 # The schema sets are per minor version (v1.35.0 covers v1.35.x).
 SCHEMA_VERSION = ".".join(KUBE_VERSION.lstrip("v").split(".")[:2]) + ".0"

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from deploytools import (
+
+from tests.deploy.deploytools import (
     CHART_DIR,
     KUBE_VERSION,
     by_kind,
@@ -21,8 +23,8 @@ from deploytools import (
     run,
     scheduler_config,
 )
-from kubeschemas import kubeconform_argv
-from valuesets import VALUE_SETS
+from tests.deploy.kubeschemas import kubeconform_argv
+from tests.deploy.valuesets import VALUE_SETS
 
 VALUE_SET_IDS = sorted(VALUE_SETS)
 
@@ -368,3 +370,59 @@ def test_kubeconform_catches_an_invalid_manifest(tmp_path: Path) -> None:
     result = run([*kubeconform_argv(), "-"], stdin=yaml.safe_dump(bad))
     assert result.returncode != 0
     assert "replicaz" in result.stdout
+
+
+def _render_notes(tmp_path: Path, values: dict[str, Any]) -> str:
+    """NOTES.txt as `helm install` prints it (helm template skips it): a copy of the chart renders it
+    into a ConfigMap through tpl."""
+    chart = tmp_path / "chart"
+    shutil.copytree(CHART_DIR, chart)
+    shutil.copy(chart / "templates" / "NOTES.txt", chart / "notes-under-test.txt")
+    (chart / "templates" / "zz-notes.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\ndata:\n  notes: |\n"
+        '    {{- tpl (.Files.Get "notes-under-test.txt") . | nindent 4 }}\n'
+    )
+    values_file = tmp_path / "notes-values.yaml"
+    values_file.write_text(yaml.safe_dump(values))
+    proc = run(
+        [
+            find_tool("helm"),
+            "template",
+            "r",
+            chart,
+            "-n",
+            "ns",
+            "-f",
+            values_file,
+            "--kube-version",
+            KUBE_VERSION,
+            "--show-only",
+            "templates/zz-notes.yaml",
+        ]
+    )
+    assert proc.returncode == 0, proc.stderr
+    notes: str = yaml.safe_load(proc.stdout)["data"]["notes"]
+    return notes
+
+
+def test_notes_print_the_extenders_snippet(tmp_path: Path) -> None:
+    values = {"mode": "extender-service", "feed": {"staticZones": {"FR": 56}}}
+    notes = _render_notes(tmp_path, values)
+    snippet = yaml.safe_load(notes[notes.index("\nextenders:\n") :])
+    assert snippet == yaml.safe_load(
+        one(render(values, tmp_path=tmp_path, release="r", namespace="ns"), "ConfigMap", "-scheduler-config")[
+            "data"
+        ]["extenders.yaml"]
+    )
+    assert "demo data" not in notes
+
+
+def test_notes_warn_about_demo_data_and_unverified_tls(tmp_path: Path) -> None:
+    notes = _render_notes(
+        tmp_path, {"mode": "extender-service", "extender": {"tls": {"enabled": True, "secretName": "s"}}}
+    )
+    assert "enableHTTPS without caData or caFile" in notes
+    assert "demo data" in notes
+    second = _render_notes(tmp_path / "second", {})
+    assert "schedulerName: carbon-aware-scheduler" in second
+    assert "carbon-aware\\.io/decision" in second

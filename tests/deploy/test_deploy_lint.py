@@ -7,8 +7,8 @@ import filecmp
 import json
 from pathlib import Path
 
-from deploytools import REPO_ROOT, find_tool, helm_template, run
-from valuesets import VALUE_SETS
+from tests.deploy.deploytools import REPO_ROOT, find_tool, helm_template, run
+from tests.deploy.valuesets import VALUE_SETS
 
 PLAIN_YAML = [
     "manifests/rendered",

@@ -18,7 +18,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from deploytools import REPO_ROOT
+
+from tests.deploy.deploytools import REPO_ROOT
 
 # What the Dockerfile's builder stage COPYs (keep in step with it; test_dockerfile_copies_these checks).
 WHEEL_SOURCES = ("pyproject.toml", "README.md", "carbon_common", "extender", "carbon_feed", "deferral")
