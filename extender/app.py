@@ -26,7 +26,7 @@ from extender.carbon import CarbonState
 from extender.decisions import DecisionRecord, DecisionStore, ZoneFigures, resolve
 from extender.metrics import ExtenderMetrics
 from extender.nodes import NodeLookup
-from extender.policy import Evaluation, PodPolicy, evaluate, pod_policy
+from extender.policy import Evaluation, PodPolicy, ZoneDecision, evaluate, pod_policy
 from extender.settings import ExtenderSettings
 from extender.zones import CandidateMemo, MemoEntry, ZoneResolver, load_region_map
 
@@ -66,6 +66,7 @@ class ExtenderState:
     monotonic: Callable[[], float] = time.monotonic
     services: Sequence[Service] = field(default_factory=tuple)
     memo: CandidateMemo = field(default_factory=CandidateMemo)
+    no_data_logged: dict[str | None, float] = field(default_factory=dict)
 
 
 STATE = web.AppKey("extender_state", ExtenderState)
@@ -228,6 +229,29 @@ def _log_decision(verb: str, args: wire.ExtenderArgs, ev: Evaluation, nodes: int
     )
 
 
+NO_DATA_LOG_INTERVAL = 60.0
+
+
+def _warn_no_data(state: ExtenderState, zone: str | None, decision: ZoneDecision) -> None:
+    """One warning per zone and minute when candidates are scored neutrally for lack of fresh data:
+    loud enough to notice a dead feed, quiet enough at hundreds of pods per second."""
+    now = state.monotonic()
+    last = state.no_data_logged.get(zone)
+    if last is not None and now - last < NO_DATA_LOG_INTERVAL:
+        return
+    state.no_data_logged[zone] = now
+    log.warning(
+        "no fresh carbon data for zone, scoring its nodes neutrally",
+        extra={
+            "zone": zone,
+            "status": decision.status,
+            "ageSeconds": decision.age,
+            "maxDataAge": state.settings.max_data_age,
+            "carbonData": state.carbon.view is not None,
+        },
+    )
+
+
 class _Timer:
     """Duration and outcome of one verb call, recorded even when the handler raises."""
 
@@ -309,6 +333,8 @@ async def prioritize_handler(request: web.Request) -> web.Response:
             if decision.neutral:
                 reason = "opt_out" if policy.opt_out else decision.status
                 metrics.neutral.labels(reason).inc(counts[zone])
+                if reason in ("stale", "missing"):
+                    _warn_no_data(state, zone, decision)
         state.decisions.put(
             args.pod.uid,
             DecisionRecord(

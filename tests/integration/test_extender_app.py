@@ -498,3 +498,15 @@ async def test_repeated_lists_follow_carbon_and_node_changes(make_client: MakeCl
         10,
         0,
     ]  # SE 20 is now the dirtiest
+
+
+async def test_stale_data_is_logged_once_per_zone_and_minute(
+    make_client: MakeClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = await make_client(state=carbon(stale=frozenset({"PL"})))
+    body = args(["se-1", "pl-1", "unknown-node"], False)
+    with caplog.at_level("WARNING", logger="extender"):
+        await post(client, "/prioritize", body)
+        await post(client, "/prioritize", body)
+    lines = [r for r in caplog.records if "no fresh carbon data" in r.getMessage()]
+    assert [(r.zone, r.status) for r in lines] == [("PL", "stale")]  # type: ignore[attr-defined]
