@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubeharness import (
+
+from .kubeharness import (
     REPO_ROOT,
     Binaries,
     BinariesUnavailable,
@@ -27,13 +28,14 @@ from kubeharness import (
     HttpService,
     KubeApi,
     Scheduler,
+    locate_binaries,
     render_scheduler_config,
     scheduler_values,
     start_extender,
     wait_until,
     write_snapshot,
 )
-from kubeharness.kubeapi import JSON
+from .kubeharness.kubeapi import JSON
 
 ZONE_LABEL = "carbon-aware.io/zone"
 SET_LABEL = "e2e.carbon-aware.io/node-set"
@@ -73,8 +75,6 @@ def artifacts_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def binaries() -> Binaries:
-    from kubeharness import locate_binaries
-
     try:
         return locate_binaries()
     except BinariesUnavailable as exc:

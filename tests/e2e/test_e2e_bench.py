@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from kubeharness import REPO_ROOT
+
+from .kubeharness import REPO_ROOT
 
 pytestmark = pytest.mark.e2e
 

@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import unavailable
-from kubeharness import REPO_ROOT, ApiError, ChartUnavailable, ControlPlane, KubeApi, render_chart
+
+from .conftest import unavailable
+from .kubeharness import REPO_ROOT, ApiError, ChartUnavailable, ControlPlane, KubeApi, render_chart
 
 pytestmark = pytest.mark.e2e
 

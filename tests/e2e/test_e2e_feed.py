@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import E2EWorld
-from kubeharness import HttpService, Prometheus, free_port, wait_until
-from kubeharness.services import PROMETHEUS
+
+from .conftest import E2EWorld
+from .kubeharness import HttpService, Prometheus, free_port, wait_until
+from .kubeharness.services import PROMETHEUS
 
 pytestmark = pytest.mark.e2e
 

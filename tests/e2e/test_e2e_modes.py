@@ -7,7 +7,8 @@ import urllib.error
 import urllib.request
 
 import pytest
-from conftest import E2EWorld
+
+from .conftest import E2EWorld
 
 pytestmark = pytest.mark.e2e
 

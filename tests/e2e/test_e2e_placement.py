@@ -6,8 +6,9 @@ import itertools
 import json
 
 import pytest
-from conftest import E2EWorld, metric
-from kubeharness import wait_until
+
+from .conftest import E2EWorld, metric
+from .kubeharness import wait_until
 
 pytestmark = pytest.mark.e2e
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 
 import pytest
-from conftest import E2EWorld, unavailable
-from kubeharness import Prometheus, wait_until
-from kubeharness.services import PROMETHEUS
+
+from .conftest import E2EWorld, unavailable
+from .kubeharness import Prometheus, wait_until
+from .kubeharness.services import PROMETHEUS
 
 pytestmark = pytest.mark.e2e
 

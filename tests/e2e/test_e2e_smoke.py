@@ -6,8 +6,9 @@ If this fails, nothing else in tests/e2e can pass: read this test's diagnostics 
 from __future__ import annotations
 
 import pytest
-from conftest import E2EWorld
-from kubeharness import plain_scheduler_config
+
+from .conftest import E2EWorld
+from .kubeharness import plain_scheduler_config
 
 pytestmark = pytest.mark.e2e
 

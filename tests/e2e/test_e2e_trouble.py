@@ -7,7 +7,8 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
-from conftest import E2EWorld, metric
+
+from .conftest import E2EWorld, metric
 
 pytestmark = pytest.mark.e2e
 
