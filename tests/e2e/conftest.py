@@ -108,6 +108,7 @@ class E2EWorld:
         self.workdir = workdir
         self.set_id = f"t{seq}-{_slug(test_id, 20)}"
         self.namespace = self.set_id
+        workdir.mkdir(parents=True, exist_ok=True)
         self.snapshot_file = workdir / "snapshot.json"
         self.extenders: list[HttpService] = []
         self.schedulers: list[Scheduler] = []
