@@ -152,7 +152,7 @@ def _parse(state: ExtenderState, body: bytes) -> tuple[wire.ExtenderArgs, MemoEn
     args = wire.parse_extender_args(body, check_names=False)
     if args.node_names is None:
         return args, None
-    entry = state.memo.get(args.node_names, state.monotonic())
+    entry = state.memo.get(args.node_names, state.monotonic(), getattr(state.nodes, "version", None))
     if entry is None:
         wire.check_node_names(args)
     return args, entry
@@ -168,7 +168,8 @@ def _zones(
     counts = Counter(zones)
     if args.node_names is None:
         return names, zones, counts, None
-    return names, zones, counts, state.memo.put(names, zones, counts, state.monotonic())
+    version = getattr(state.nodes, "version", None)
+    return names, zones, counts, state.memo.put(names, zones, counts, state.monotonic(), version)
 
 
 def _evaluate(

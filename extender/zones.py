@@ -84,7 +84,8 @@ class CandidateMemo:
     more than parsing the request; comparing the list with the remembered one is a C-level memcmp
     per name, several times cheaper. A hit requires the *same* names in the same order (checked with
     ==, never guessed from a hash), and an entry lives at most `ttl` seconds so a node relabelled
-    to another zone is seen within that time (the node cache's own watch lag is of the same order).
+    to another zone is seen within that time (the node cache's own watch lag is of the same order);
+    a cache that exposes a `version` changing with every update invalidates entries at once.
     Each entry also keeps the last encoded prioritize answer, reused while the scores are unchanged.
     """
 
@@ -95,7 +96,7 @@ class CandidateMemo:
         self.ttl = ttl
         self._entries: dict[tuple[int, str, str], MemoEntry] = {}
 
-    def get(self, names: list[Any], now: float) -> MemoEntry | None:
+    def get(self, names: list[Any], now: float, version: object = None) -> MemoEntry | None:
         """The entry for exactly these names. Safe on unvalidated input: a remembered list was
         validated when it was stored, so an equal list is valid too, and garbage never matches."""
         if not names:
@@ -104,14 +105,19 @@ class CandidateMemo:
             entry = self._entries.get((len(names), names[0], names[-1]))
         except TypeError:  # an unhashable element: not a list of names, let validation say why
             return None
-        if entry is None or entry.expires < now or entry.names != names:
+        if entry is None or entry.expires < now or entry.version != version or entry.names != names:
             return None
         return entry
 
     def put(
-        self, names: list[str], zones: list[str | None], counts: Mapping[str | None, int], now: float
+        self,
+        names: list[str],
+        zones: list[str | None],
+        counts: Mapping[str | None, int],
+        now: float,
+        version: object = None,
     ) -> MemoEntry:
-        entry = MemoEntry(names, zones, dict(counts), now + self.ttl)
+        entry = MemoEntry(names, zones, dict(counts), now + self.ttl, version)
         if names:
             if len(self._entries) >= self.max_entries:
                 self._entries.pop(next(iter(self._entries)))
@@ -130,16 +136,23 @@ class MemoEntry:
         "names",
         "output",
         "output_scores",
+        "version",
         "zones",
     )
 
     def __init__(
-        self, names: list[str], zones: list[str | None], counts: dict[str | None, int], expires: float
+        self,
+        names: list[str],
+        zones: list[str | None],
+        counts: dict[str | None, int],
+        expires: float,
+        version: object = None,
     ) -> None:
         self.names = names
         self.zones = zones
         self.counts = counts
         self.expires = expires
+        self.version = version
         self.output_scores: dict[str | None, int] | None = None
         self.output: bytes | None = None
         self.filter_key: dict[str | None, str] | None = None

@@ -86,3 +86,12 @@ def test_memo_hits_only_the_identical_list_within_ttl() -> None:
     memo.put(["d"], ["PL"], {"PL": 1}, 0.0)
     memo.put(["e"], ["PL"], {"PL": 1}, 0.0)
     assert memo.get(names, 0.1) is None  # evicted (oldest first)
+
+
+def test_memo_entry_dies_with_a_new_node_cache_version() -> None:
+    from extender.zones import CandidateMemo
+
+    memo = CandidateMemo(ttl=60.0)
+    memo.put(["a"], ["DE"], {"DE": 1}, now=0.0, version=7)
+    assert memo.get(["a"], 1.0, version=7) is not None
+    assert memo.get(["a"], 1.0, version=8) is None
