@@ -67,6 +67,7 @@ class ExtenderState:
     services: Sequence[Service] = field(default_factory=tuple)
     memo: CandidateMemo = field(default_factory=CandidateMemo)
     no_data_logged: dict[str | None, float] = field(default_factory=dict)
+    request_zones: dict[str, str | None] = field(default_factory=dict)
 
 
 STATE = web.AppKey("extender_state", ExtenderState)
@@ -344,12 +345,25 @@ async def prioritize_handler(request: web.Request) -> web.Response:
                     for z, d in ev.zones.items()
                 },
                 ev.mean_intensity,
-                dict(zip(names, zones, strict=True)) if args.node_names is None else {},
             ),
             state.monotonic(),
         )
+        if args.node_names is None:
+            _remember_request_zones(state, names, zones)
         timer.outcome = "ok"
         return _json(body_out)
+
+
+MAX_REQUEST_ZONES = 100_000
+
+
+def _remember_request_zones(state: ExtenderState, names: list[str], zones: list[str | None]) -> None:
+    """Full-Nodes mode: the node cache may not know these nodes, so /bind looks their zone up here.
+    One shared map (bounded by the cluster's node count, reset past MAX_REQUEST_ZONES to survive
+    name churn) instead of a copy per pending pod, which at 5,000 nodes would be 5,000 entries each."""
+    if len(state.request_zones) > MAX_REQUEST_ZONES:
+        state.request_zones.clear()
+    state.request_zones.update(zip(names, zones, strict=True))
 
 
 BIND_DISABLED = (
@@ -372,7 +386,8 @@ async def bind_handler(request: web.Request) -> web.Response:
             timer.outcome = "ok"
             return _json(wire.binding_result(BIND_DISABLED))
         record = state.decisions.pop(args.pod_uid, state.monotonic())
-        decision = resolve(record, args.node, state.nodes.zone_of(args.node))
+        zone = state.request_zones.get(args.node) or state.nodes.zone_of(args.node)
+        decision = resolve(record, args.node, zone)
         now = state.clock()
         intensity = decision.intensity
         view = state.carbon.view

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,8 +24,6 @@ class DecisionRecord:
     """Verdict per candidate zone (None: nodes without a zone)."""
     mean_intensity: float | None
     """Node-weighted mean intensity of the candidates with fresh data."""
-    node_zones: Mapping[str, str | None] = field(default_factory=dict)
-    """Node → zone for nodes the node cache may not know (full-Nodes mode); empty otherwise."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,11 +89,12 @@ class DecisionStore:
 
 
 def resolve(record: DecisionRecord | None, node: str, cache_zone: str | None) -> BoundDecision:
-    """What was decided for `node`. `cache_zone` is the node cache's answer, used when the record has
-    no node map (NodeNames mode) or no record exists (prioritize is skipped for a single feasible node)."""
+    """What was decided for `node`, whose zone the caller looked up (node cache, or the zones seen in
+    full-Nodes requests). Without a record (prioritize is skipped for a single feasible node) only
+    the zone is known."""
     if record is None:
         return BoundDecision(node, cache_zone, None, None, None)
-    zone = record.node_zones.get(node, cache_zone)
+    zone = cache_zone
     figures = record.zones.get(zone)
     if figures is None:
         return BoundDecision(node, zone, None, None, record.mean_intensity)

@@ -51,8 +51,7 @@ def test_resolve_avoided_against_mean() -> None:
     assert resolve(REC, "n2", "DE").avoided == -200.0
 
 
-def test_resolve_prefers_recorded_node_zone_and_handles_missing() -> None:
-    rec = DecisionRecord(REC.zones, 220.0, {"n1": "DE"})
-    assert resolve(rec, "n1", None).zone == "DE"
+def test_resolve_handles_missing_record_and_zone() -> None:
     assert resolve(None, "n1", "SE").avoided is None
     assert resolve(REC, "n1", "XX").intensity is None
+    assert resolve(REC, "n1", None).zone is None
