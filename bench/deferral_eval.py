@@ -25,6 +25,7 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -143,6 +144,77 @@ def evaluate_zone(
     return ZoneResult(zone, jobs, now_sum / jobs, planner_sum / jobs, oracle_sum / jobs)
 
 
+class _NullWriter:
+    async def patch_json(self, namespace: str, name: str, ops: list[dict[str, Any]]) -> None:
+        return None
+
+    async def merge_annotations(self, namespace: str, name: str, annotations: Mapping[str, str]) -> None:
+        return None
+
+    async def event(
+        self, pod: Mapping[str, str], reason: str, message: str, warning: bool, now: datetime
+    ) -> None:
+        return None
+
+
+def controller_tick_cost(pods: int, rounds: int = 20) -> dict[str, float]:
+    """CPU cost of the controller's in-memory work at `pods` waiting pods (no API, no feed):
+    one full relist, and one release check of every pod (what runs every --tick)."""
+    import asyncio
+    import tracemalloc
+
+    from carbon_common.timeutil import format_rfc3339, utcnow
+    from deferral.controller import GreenWindowController
+    from deferral.metrics import DeferralMetrics
+
+    now = utcnow()
+    objects = [
+        {
+            "metadata": {
+                "name": f"job-{i}",
+                "namespace": "batch",
+                "uid": f"uid-{i}",
+                "creationTimestamp": format_rfc3339(now),
+                "annotations": {
+                    "carbon-aware.io/duration": "1h",
+                    "carbon-aware.io/deadline": format_rfc3339(now + timedelta(hours=12 + i % 12)),
+                },
+            },
+            "spec": {"schedulingGates": [{"name": "carbon-aware.io/green-window"}], "containers": []},
+        }
+        for i in range(pods)
+    ]
+
+    async def feed(spec: DeferralSpec, at: datetime) -> tuple[Forecast | None, str]:
+        return None, "none"
+
+    class Feed:
+        best = staticmethod(feed)
+
+    tracemalloc.start()
+    sized = GreenWindowController(_NullWriter(), Feed(), DeferralMetrics(), is_leader=lambda: True)
+    sized.on_list([sized.transform(o) for o in objects])
+    memory = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    del sized
+    controller = GreenWindowController(_NullWriter(), Feed(), DeferralMetrics(), is_leader=lambda: True)
+    started = time.perf_counter()
+    controller.on_list([controller.transform(o) for o in objects])
+    relist = time.perf_counter() - started
+    ticks = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        released = asyncio.run(controller.release_due())
+        ticks.append(time.perf_counter() - started)
+        assert released == 0
+    return {
+        "pods": pods,
+        "relist_ms": round(1000 * relist, 1),
+        "tick_ms_median": round(1000 * statistics.median(ticks), 2),
+        "state_mib": round(memory / 2**20, 1),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trace", type=Path, default=None)
@@ -152,7 +224,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--step", type=int, default=5, help="evaluate every N-th arrival hour")
     parser.add_argument("--zones", default="", help="comma list (default: every zone in the trace)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "deferral_eval.json")
+    parser.add_argument(
+        "--controller-pods",
+        type=int,
+        default=0,
+        help="instead: measure the controller's per-tick CPU and memory at this many waiting pods",
+    )
     args = parser.parse_args(argv)
+    if args.controller_pods > 0:
+        print(json.dumps(controller_tick_cost(args.controller_pods)))
+        return 0
     try:
         duration, max_delay = parse_duration(args.duration), parse_duration(args.max_delay)
     except ValueError as error:
