@@ -195,3 +195,14 @@ def test_gated_pod_reads_the_gate_index_and_skips_bad_objects() -> None:
     no_time = pod("a", {})
     no_time["metadata"]["creationTimestamp"] = "yesterday"
     assert gated_pod(no_time) is None
+
+
+async def test_edited_annotations_move_the_guard() -> None:
+    controller, _, _, clock = build()
+    controller.on_event("ADDED", pod("a", deferrable(T0 + 10 * H)))
+    clock.now = T0 + 5 * H
+    assert await controller.release_due() == 0
+    # The user pulls the deadline in: the guard (deadline - 1 h) is now in the past.
+    controller.on_event("MODIFIED", pod("a", deferrable(T0 + 5 * H + H / 2)))
+    assert await controller.release_due() == 1
+    assert released(controller, "deadline_guard") == 1
