@@ -30,7 +30,8 @@ VALUE_SET_IDS = sorted(VALUE_SETS)
 
 
 def _pod_spec(docs: list[dict[str, Any]]) -> dict[str, Any]:
-    spec: dict[str, Any] = one(docs, "Deployment")["spec"]["template"]["spec"]
+    (main,) = [d for d in by_kind(docs, "Deployment") if not d["metadata"]["name"].endswith("-deferral")]
+    spec: dict[str, Any] = main["spec"]["template"]["spec"]
     return spec
 
 
@@ -426,3 +427,37 @@ def test_notes_warn_about_demo_data_and_unverified_tls(tmp_path: Path) -> None:
     second = _render_notes(tmp_path / "second", {})
     assert "schedulerName: carbon-aware-scheduler" in second
     assert "carbon-aware\\.io/decision" in second
+
+
+def test_deferral_controller_and_webhook(tmp_path: Path) -> None:
+    from deferral.__main__ import parse_settings as deferral_settings
+
+    docs = render(VALUE_SETS["deferral-cert-manager"], tmp_path=tmp_path, release="r", namespace="ns")
+    deployment = one(docs, "Deployment", "-deferral")
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    main_selector = one(docs, "Deployment", "r-carbon-aware-scheduler")["spec"]["selector"]["matchLabels"]
+    assert selector != main_selector
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    settings = deferral_settings(container["command"][1:], env={})
+    assert settings.feed_url == "http://r-carbon-aware-scheduler.ns.svc:8080"
+    assert (settings.zones, settings.lease_namespace, settings.leader_elect) == ("FR,DE", "ns", True)
+    # The feed leaves loopback so the controller can reach it through the Service.
+    feed = _containers(docs)["feed"]
+    assert "--host=0.0.0.0" in feed["command"]
+    assert [p["name"] for p in one(docs, "Service", "r-carbon-aware-scheduler")["spec"]["ports"]] == ["feed"]
+    (webhook,) = one(docs, "MutatingWebhookConfiguration")["webhooks"]
+    assert webhook["failurePolicy"] == "Ignore"
+    assert webhook["clientConfig"]["service"] == {
+        "name": "r-carbon-aware-scheduler-deferral",
+        "namespace": "ns",
+        "path": "/mutate",
+        "port": 443,
+    }
+    annotations = one(docs, "MutatingWebhookConfiguration")["metadata"]["annotations"]
+    assert annotations == {"cert-manager.io/inject-ca-from": "ns/r-carbon-aware-scheduler-deferral"}
+
+
+def test_deferral_needs_a_certificate(tmp_path: Path) -> None:
+    proc = helm_template({"deferral": {"enabled": True}}, tmp_path=tmp_path)
+    assert proc.returncode != 0
+    assert "deferral.enabled needs a webhook certificate" in proc.stderr

@@ -47,4 +47,14 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
             "extraArgs": ["--feed-url=http://carbon-feed.carbon-aware.svc:8080"],
         },
     },
+    "deferral-cert-manager": {
+        "deferral": {
+            "enabled": True,
+            "zones": "FR,DE",
+            "tls": {
+                "certManager": {"enabled": True, "issuerRef": {"name": "cluster-ca", "kind": "ClusterIssuer"}}
+            },
+        },
+        "feed": {"staticZones": {"FR": 56, "DE": 380}},
+    },
 }

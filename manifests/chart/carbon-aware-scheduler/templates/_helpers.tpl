@@ -195,10 +195,10 @@ extenders:
 {{- end }}
 {{- end }}
 
-{{/* Feed listen address: loopback unless something outside the pod must reach it (metrics). */}}
+{{/* Feed listen address: loopback unless something outside the pod must reach it (metrics, deferral). */}}
 {{- define "carbon-aware-scheduler.feedHost" -}}
 {{- if .Values.feed.host }}{{ .Values.feed.host }}
-{{- else if .Values.serviceMonitor.enabled }}0.0.0.0
+{{- else if or .Values.serviceMonitor.enabled .Values.deferral.enabled }}0.0.0.0
 {{- else }}127.0.0.1
 {{- end }}
 {{- end }}
@@ -235,4 +235,19 @@ httpGet:
   port: {{ .port }}
   scheme: {{ ternary "HTTPS" "HTTP" .https }}
 {{- end }}
+{{- end }}
+
+{{/* The deferral controller is a separate app of the release: its own name, so no selector overlaps. */}}
+{{- define "carbon-aware-scheduler.deferralSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "carbon-aware-scheduler.name" . | trunc 54 | trimSuffix "-" }}-deferral
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "carbon-aware-scheduler.deferralLabels" -}}
+helm.sh/chart: {{ include "carbon-aware-scheduler.chart" . }}
+{{ include "carbon-aware-scheduler.deferralSelectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: carbon-aware-scheduler
+app.kubernetes.io/component: deferral
 {{- end }}
