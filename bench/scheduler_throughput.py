@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import shlex
 import shutil
 import ssl
 import statistics
@@ -223,6 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--workers", type=int, default=16, help="client threads creating pods")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per arm before giving up")
+    parser.add_argument(
+        "--extender-args", default="", help="extra extender flags, e.g. '--no-annotate-decision'"
+    )
     parser.add_argument("--quick", action="store_true", help="100 pods on 50 nodes (smoke run)")
     parser.add_argument("--output", type=Path, help="default bench/results/scheduler_throughput[-quick].json")
     args = parser.parse_args(argv)
@@ -235,15 +239,40 @@ def main(argv: list[str] | None = None) -> int:
     workdir = ROOT / "tests" / ".artifacts" / f"bench-throughput-{time.strftime('%Y%m%d-%H%M%S')}"
     binaries = locate_binaries()
     try:
-        results = _run(args, binaries, workdir)
+        measured = _run(args, binaries, workdir)
     except BaseException:
         print(f"[bench] failed; logs kept in {workdir}", file=sys.stderr)
         raise
     shutil.rmtree(workdir, ignore_errors=True)
-    return _report(args, results, output)
+    return _report(args, measured, output)
 
 
-def _run(args: argparse.Namespace, binaries: Binaries, workdir: Path) -> dict[str, list[ArmResult]]:
+def extender_latency(metrics_text: str) -> dict[str, dict[str, float]]:
+    """Per verb: requests served and mean server time (ms), from the extender's own histogram: where
+    the extender arm's extra time per pod goes (the rest is HTTP, JSON on the scheduler side, and CPU
+    shared with the scheduler on a small machine)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    sums: dict[str, float] = {}
+    counts: dict[str, float] = {}
+    for family in text_string_to_metric_families(metrics_text):
+        for sample in family.samples:
+            verb = sample.labels.get("verb", "")
+            if sample.name == "carbon_extender_request_duration_seconds_sum":
+                sums[verb] = sums.get(verb, 0.0) + sample.value
+            elif sample.name == "carbon_extender_request_duration_seconds_count":
+                counts[verb] = counts.get(verb, 0.0) + sample.value
+    return {
+        verb: {"requests": counts[verb], "mean_ms": round(1000 * sums.get(verb, 0.0) / counts[verb], 3)}
+        for verb in sorted(counts)
+        if counts[verb]
+    }
+
+
+Results = tuple[dict[str, list[ArmResult]], dict[str, dict[str, float]]]
+
+
+def _run(args: argparse.Namespace, binaries: Binaries, workdir: Path) -> Results:
     with ControlPlane(binaries, workdir) as plane:
         api = plane.api
         client = RawClient(api)
@@ -253,7 +282,10 @@ def _run(args: argparse.Namespace, binaries: Binaries, workdir: Path) -> dict[st
         snapshot = workdir / "snapshot.json"
         write_snapshot(snapshot, ZONES)
         extender = start_extender(
-            kubeconfig=plane.kubeconfig, snapshot_file=snapshot, log_dir=workdir / "logs"
+            kubeconfig=plane.kubeconfig,
+            snapshot_file=snapshot,
+            log_dir=workdir / "logs",
+            extra_args=shlex.split(args.extender_args),
         )
         try:
             url = f"http://127.0.0.1:{extender.port}"
@@ -275,12 +307,16 @@ def _run(args: argparse.Namespace, binaries: Binaries, workdir: Path) -> dict[st
                         sched.stop()
                     print(f"[bench] {asdict(res)}", file=sys.stderr)
                     results[arm].append(res)
+            latency = extender_latency(extender.metrics())
+            print(f"[bench] extender server time per verb: {latency}", file=sys.stderr)
         finally:
             extender.stop()
-    return results
+    return results, latency
 
 
-def _report(args: argparse.Namespace, results: dict[str, list[ArmResult]], output: Path) -> int:
+def _report(args: argparse.Namespace, measured: Results, output: Path) -> int:
+    results, latency = measured
+
     def median(arm: str, key: str) -> float:
         return float(statistics.median(getattr(r, key) for r in results[arm]))
 
@@ -295,8 +331,10 @@ def _report(args: argparse.Namespace, results: dict[str, list[ArmResult]], outpu
         "nodes": args.nodes,
         "rounds": args.rounds,
         "client_workers": args.workers,
+        "extender_args": args.extender_args,
         "baseline": [asdict(r) for r in results["baseline"]],
         "extender": [asdict(r) for r in results["extender"]],
+        "extender_server_time": latency,
         "ratio": round(ratio, 3),
         "bind_window_ratio": round(window_ratio, 3),
         "target_ratio": TARGET_RATIO,
