@@ -16,12 +16,12 @@ import sys
 import types
 import typing
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from carbon_common.jsonlog import setup_logging
+from carbon_common.tls import CertReloader, server_ssl_context
 from deferral.app import create_app
 from deferral.settings import DeferralSettings
 
@@ -86,27 +86,23 @@ def parse_settings(
     return settings
 
 
-def server_ssl(cert: Path, key: Path) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(cert, key)
-    return context
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     settings = parse_settings(argv)
     setup_logging(settings.log_level)
     context = None
+    reloader = None
     if settings.tls_cert is not None and settings.tls_key is not None:
         try:
-            context = server_ssl(settings.tls_cert, settings.tls_key)
+            context = server_ssl_context(settings.tls_cert, settings.tls_key)
         except (OSError, ssl.SSLError) as error:
             log.error("cannot load the TLS certificate", extra={"error": str(error)})
             return 2
+        # cert-manager rotates webhook certificates in place: reload them without a restart.
+        reloader = CertReloader(context, settings.tls_cert, settings.tls_key)
     elif settings.webhook:
         log.warning("serving plain HTTP: the API server only calls webhooks over HTTPS (set --tls-cert)")
     web.run_app(
-        create_app(settings),
+        create_app(settings, reloader=reloader),
         host=settings.host,
         port=settings.port,
         ssl_context=context,

@@ -15,6 +15,7 @@ from kubernetes_asyncio import client
 from prometheus_client.aiohttp import make_aiohttp_handler
 
 from carbon_common.kube import WatchStats, list_watch, load_api_client
+from carbon_common.tls import CertReloader
 from deferral.annotations import GATE
 from deferral.controller import ControllerOptions, GreenWindowController
 from deferral.feed import FeedClient
@@ -45,7 +46,9 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response({"ready": True})
 
 
-def create_app(settings: DeferralSettings, metrics: DeferralMetrics | None = None) -> web.Application:
+def create_app(
+    settings: DeferralSettings, metrics: DeferralMetrics | None = None, reloader: CertReloader | None = None
+) -> web.Application:
     app = web.Application(client_max_size=4 * 1024 * 1024)
     metrics = metrics or DeferralMetrics()
     app[KEY_SETTINGS] = settings
@@ -58,6 +61,14 @@ def create_app(settings: DeferralSettings, metrics: DeferralMetrics | None = Non
     if settings.controller:
         app[KEY_WATCH] = WatchStats()
         app.cleanup_ctx.append(_controller_ctx)
+    if reloader is not None:
+
+        async def reload_ctx(_: web.Application) -> AsyncIterator[None]:
+            await reloader.start()
+            yield
+            await reloader.stop()
+
+        app.cleanup_ctx.append(reload_ctx)
     return app
 
 

@@ -17,7 +17,7 @@ import trustme
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from deferral.__main__ import server_ssl
+from carbon_common.tls import CertReloader, server_ssl_context
 from deferral.app import create_app
 from deferral.settings import DeferralSettings
 
@@ -82,7 +82,7 @@ async def test_webhook_over_tls(tmp_path: Path) -> None:
     cert.write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
     leaf.private_key_pem.write_to_path(str(key))
     server = TestServer(create_app(DeferralSettings(controller=False)), host="127.0.0.1")
-    await server.start_server(ssl=server_ssl(cert, key))
+    await server.start_server(ssl=server_ssl_context(cert, key))
     try:
         client_ctx = ssl.create_default_context()
         ca.configure_trust(client_ctx)
@@ -116,5 +116,39 @@ async def test_webhook_over_tls(tmp_path: Path) -> None:
             with pytest.raises(aiohttp.ClientError):
                 async with session.post(f"http://127.0.0.1:{server.port}/mutate", data=b"{}") as resp:
                     await resp.read()
+    finally:
+        await server.close()
+
+
+def write_pair(ca: trustme.CA, cert: Path, key: Path) -> None:
+    leaf = ca.issue_cert("127.0.0.1")
+    cert.write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
+    leaf.private_key_pem.write_to_path(str(key))
+
+
+async def test_rotated_webhook_certificate_is_served_without_a_restart(tmp_path: Path) -> None:
+    old_ca, new_ca = trustme.CA(), trustme.CA()
+    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
+    write_pair(old_ca, cert, key)
+    context = server_ssl_context(cert, key)
+    reloader = CertReloader(context, cert, key, interval=0.05)
+    server = TestServer(create_app(DeferralSettings(controller=False), reloader=reloader), host="127.0.0.1")
+    await server.start_server(ssl=context)
+    try:
+        trusts_new = ssl.create_default_context()
+        new_ca.configure_trust(trusts_new)
+        write_pair(new_ca, cert, key)  # what cert-manager does to the mounted secret
+        async with aiohttp.ClientSession() as session:
+            for _ in range(100):
+                try:
+                    async with session.get(
+                        f"https://127.0.0.1:{server.port}/healthz", ssl=trusts_new
+                    ) as resp:
+                        assert resp.status == 200
+                        break
+                except aiohttp.ClientConnectorError:
+                    await asyncio.sleep(0.05)
+            else:
+                pytest.fail("the rotated certificate was never served")
     finally:
         await server.close()
