@@ -110,6 +110,8 @@ class _State:
     """Loop time of the last feed call for this pod (None: never asked)."""
     released: bool = False
     seen_annotations: dict[str, str] | None = None
+    plan_raw: str | None = None
+    """The plan annotation last read or written, so our own write coming back is not re-parsed."""
     due_at: datetime = _LONG_AGO
     """Earliest moment a release check can say yes: min(plan start, guard); the past for invalid pods.
     Lets every tick skip waiting pods with one comparison."""
@@ -173,15 +175,17 @@ class GreenWindowController:
             state.spec, state.invalid = None, str(error)
             state.refresh_due()
             return
-        if state.plan is None:
-            raw = pod.annotations.get(self.options.prefix + PLAN)
-            if raw is not None:
-                try:
-                    state.plan = Plan.from_annotation(raw)
-                except ValueError as error:
-                    log.warning(
-                        "ignoring unreadable plan annotation", extra={"pod": pod.key, "error": str(error)}
-                    )
+        # The annotation is the shared truth: a follower keeps up with the leader's re-plans through
+        # it, and a new leader starts from the last plan even if the feed is down.
+        raw = pod.annotations.get(self.options.prefix + PLAN)
+        if raw is not None and raw != state.plan_raw:
+            state.plan_raw = raw
+            try:
+                state.plan = Plan.from_annotation(raw)
+            except ValueError as error:
+                log.warning(
+                    "ignoring unreadable plan annotation", extra={"pod": pod.key, "error": str(error)}
+                )
         state.refresh_due()
 
     def _update_gauge(self) -> None:
@@ -326,10 +330,10 @@ class GreenWindowController:
         state.refresh_due()
         if previous is not None and _same(previous, plan):
             return
+        raw = plan.to_annotation()
+        state.plan_raw = raw
         try:
-            await self.writer.merge_annotations(
-                pod.namespace, pod.name, {self.options.prefix + PLAN: plan.to_annotation()}
-            )
+            await self.writer.merge_annotations(pod.namespace, pod.name, {self.options.prefix + PLAN: raw})
         except Exception as error:  # the plan still holds in memory; the guard does not need it
             self.metrics.errors.labels(operation="annotate").inc()
             log.warning("could not persist the plan", extra={"pod": pod.key, "error": repr(error)})

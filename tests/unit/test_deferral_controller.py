@@ -206,3 +206,22 @@ async def test_edited_annotations_move_the_guard() -> None:
     controller.on_event("MODIFIED", pod("a", deferrable(T0 + 5 * H + H / 2)))
     assert await controller.release_due() == 1
     assert released(controller, "deadline_guard") == 1
+
+
+async def test_follower_tracks_the_leaders_latest_plan_from_the_annotation() -> None:
+    leader, leader_writer, feed, clock = build()
+    follower, _, _, _ = build(leader=False)
+    follower.now = clock
+    feed.forecast = Forecast([Window("FR", T0 + 3 * H, T0 + 4 * H, 50.0)])
+    leader.on_list([leader.transform(pod("a", deferrable()))])
+    await leader.plan_pending()
+    feed.forecast = Forecast([Window("FR", T0 + 2 * H, T0 + 3 * H, 40.0)])
+    await leader.plan_pending()
+    assert len(leader_writer.annotations) == 2
+    for _, written in leader_writer.annotations:  # the watch brings each write to the follower
+        follower.on_event("MODIFIED", pod("a", {**deferrable(), **written}))
+    # The follower becomes leader with the feed down: it must act on the newest plan (T0 + 2 h).
+    follower.is_leader = lambda: True
+    clock.now = T0 + 2 * H
+    assert await follower.release_due() == 1
+    assert released(follower, "window_reached") == 1
