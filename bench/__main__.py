@@ -12,8 +12,10 @@ runs smoke sizes (a few minutes on 2 cores) into .cache/bench-quick/ and leaves 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -28,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 QUICK_RESULTS = ROOT / ".cache" / "bench-quick"
 LOGS = ROOT / ".cache" / "bench-logs"
+STOP_GRACE_S = 20.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +65,7 @@ STEPS: tuple[Step, ...] = (
         "--output",
         False,
         (90, 900),
-        (600, 7200),
+        (240, 7200),
     ),
 )
 
@@ -78,6 +81,18 @@ class Outcome:
 
 def _module_file(module: str) -> Path:
     return ROOT.joinpath(*module.split(".")).with_suffix(".py")
+
+
+def _stop_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the step's process group (its id is the step's PID), then SIGKILL after a grace period."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(STOP_GRACE_S)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def run_step(step: Step, quick: bool, out: Path, bar: Progress, share: float) -> Outcome:
@@ -110,17 +125,14 @@ def run_step(step: Step, quick: bool, out: Path, bar: Progress, share: float) ->
             env=env,
             stdout=handle,
             stderr=subprocess.STDOUT,
+            # Its own session, so a timeout can stop what it started too (control planes, extenders).
+            start_new_session=True,
         )
         status = "ok"
         while proc.poll() is None:
             elapsed = time.monotonic() - started
             if elapsed > timeout:
-                proc.terminate()
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+                _stop_group(proc)
                 status = "timeout"
                 break
             # Pace the bar by the expected duration, never past 95 % of the step until it ends.
