@@ -83,7 +83,9 @@ def _zone(name: str, raw: Any) -> ZoneReading:
     signal = raw.get("signal", "average")
     if signal not in SIGNALS:
         raise SnapshotError(f"{where}: signal must be one of {SIGNALS}, got {signal!r}")
-    points = raw.get("forecast") or []
+    points = raw.get("forecast")
+    if points is None:  # absent or null: no forecast offered
+        points = []
     if not isinstance(points, list):
         raise SnapshotError(f"{where}.forecast: expected a list")
     forecast: list[ForecastPoint] = []

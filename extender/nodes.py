@@ -78,7 +78,32 @@ class _Cache:
     def __init__(self, zone_of_labels: ZoneOfLabels) -> None:
         self._zone_of_labels = zone_of_labels
         self._nodes: dict[str, NodeInfo] = {}
+        # name → zone beside _nodes so a 5,000-name request resolves with one C-level map().
+        self._zone: dict[str, str | None] = {}
         self._synced = False
+        self.version = 0
+        """Changes with every update, so request-path memos of zones can tell they are stale."""
+
+    def _replace(self, nodes: dict[str, NodeInfo]) -> None:
+        # Swap whole dicts: a relist also drops nodes deleted while nobody was watching.
+        self._nodes = nodes
+        self._zone = {name: info.zone for name, info in nodes.items()}
+        self.version += 1
+
+    def _put(self, name: str, info: NodeInfo) -> None:
+        if self._nodes.get(name) != info:
+            self._nodes[name] = info
+            self._zone[name] = info.zone
+            self.version += 1
+
+    def _drop(self, name: str) -> None:
+        if self._nodes.pop(name, None) is not None:
+            del self._zone[name]
+            self.version += 1
+
+    def zones_of(self, names: list[str]) -> list[str | None]:
+        """Zones of many nodes in request order (None for unknown ones), without a call per node."""
+        return list(map(self._zone.get, names))
 
     def zone_of(self, node_name: str) -> str | None:
         info = self._nodes.get(node_name)
@@ -157,8 +182,7 @@ class KubeNodeCache(_Cache):
         return node_info(obj, self._zone_of_labels)
 
     def _on_list(self, items: list[tuple[str, NodeInfo]]) -> None:
-        # Swap the whole dict: a relist also drops nodes deleted while we were not watching.
-        self._nodes = dict(items)
+        self._replace(dict(items))
         self._synced = True
         self._synced_event.set()
         log.info("node cache listed", extra={"nodes": len(self._nodes)})
@@ -167,11 +191,9 @@ class KubeNodeCache(_Cache):
         if etype == "DELETED":
             name = (obj.get("metadata") or {}).get("name")
             if name is not None:
-                self._nodes.pop(name, None)
+                self._drop(name)
             return
-        name, info = node_info(obj, self._zone_of_labels)
-        if self._nodes.get(name) != info:
-            self._nodes[name] = info
+        self._put(*node_info(obj, self._zone_of_labels))
 
 
 class StaticNodeCache(_Cache):
@@ -213,7 +235,7 @@ class StaticNodeCache(_Cache):
             except Exception as exc:  # malformed item or a zone resolver choking on its labels
                 raise NodesFileError(f"nodes file {self._path}: items[{i}] is not a Node ({exc!r})") from exc
             nodes[name] = info
-        self._nodes = nodes
+        self._replace(nodes)
         self._stamp = stamp
         self._synced = True
         self.stats.lists += 1

@@ -72,6 +72,9 @@ async def test_lists_paginated_then_watches(fake_kube: FakeKube, cache: KubeNode
     assert fake_kube.count("GET", "/api/v1/nodes", watch=False) == 4
     assert cache.stats.lists == 1
 
+    assert cache.zones_of(["n1", "missing", "n0", "plain"]) == ["DE", None, "FR", None]
+    listed_version = cache.version
+
     await eventually(lambda: fake_kube.open_watches == 1)
     fake_kube.add_node("late", {ZONE: "SE"})
     fake_kube.set_node_labels("n0", {ZONE: "NO"})
@@ -79,6 +82,9 @@ async def test_lists_paginated_then_watches(fake_kube: FakeKube, cache: KubeNode
     await eventually(lambda: cache.zone_of("late") == "SE" and cache.zone_of("n0") == "NO")
     await eventually(lambda: "plain" not in cache)
     assert len(cache) == 7
+    # The bulk lookup follows the watch too, and every change moved the version the memo checks.
+    assert cache.zones_of(["late", "n0", "plain"]) == ["SE", "NO", None]
+    assert cache.version >= listed_version + 3
     assert cache.zones()["DE"] == 2
     watch = [r for r in fake_kube.requests if r.query.get("watch") == "True"]
     assert watch[0].query["allowWatchBookmarks"] == "True"

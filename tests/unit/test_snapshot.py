@@ -77,6 +77,8 @@ def _with(zone_patch: dict[str, Any] | None = None, **top: Any) -> bytes:
         (_with({"signal": "index"}), "signal"),
         (_with({"observedAt": "2026-11-22T09:55:00"}), "observedAt"),
         (_with({"forecast": {"start": 1}}), "forecast"),
+        (_with({"forecast": {}}), "forecast: expected a list"),
+        (_with({"forecast": ""}), "forecast: expected a list"),
         (
             _with(
                 {
