@@ -86,7 +86,8 @@ def review_response(review: Any, prefix: str = PREFIX, gate: str = GATE) -> tupl
         # The pod has no creationTimestamp yet at admission: now is what the API server will stamp.
         parse_spec(annotations, created=utcnow(), prefix=prefix)
     except InvalidDeferral as error:
-        response["warnings"] = [f"deferral annotations ignored, the pod will start at once: {error}"]
+        # The API server may truncate warnings over 256 characters; keep ours whole.
+        response["warnings"] = [f"carbon-aware deferral ignored, the pod starts at once: {error}"[:250]]
     return answer, "gated"
 
 
