@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from carbon_common.kube import WatchStats
 from carbon_common.timeutil import utcnow
 from extender.carbon import CarbonState
 from extender.nodes import NodeLookup
@@ -70,6 +71,16 @@ class _StateCollector(Collector):
         )
         synced.add_metric([], 1.0 if self.nodes.synced else 0.0)
         yield synced
+        stats = getattr(self.nodes, "stats", None)  # both caches keep WatchStats; test doubles may not
+        if isinstance(stats, WatchStats):
+            for name, value, text in (
+                ("lists", stats.lists, "Full node lists loaded (first sync, relists, file reloads)."),
+                ("relists_410", stats.relists_410, "Relists forced by 410 Gone (watch fell too far behind)."),
+                ("errors", stats.errors, "Node list/watch or nodes-file errors (retried with backoff)."),
+            ):
+                family = CounterMetricFamily(f"{NS}_node_cache_{name}", text)
+                family.add_metric([], float(value))
+                yield family
         age = GaugeMetricFamily(
             f"{NS}_carbon_data_age_seconds",
             "Seconds since the zone's current reading was observed.",

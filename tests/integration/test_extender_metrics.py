@@ -8,6 +8,7 @@ import shutil
 from asyncio.subprocess import PIPE
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 
 import orjson
 import pytest
@@ -17,7 +18,9 @@ from aiohttp.test_utils import TestClient
 from carbon_common.snapshot import Snapshot, ZoneReading
 from extender.app import create_app
 from extender.carbon import CarbonState, CarbonView
+from extender.nodes import StaticNodeCache
 from extender.settings import ExtenderSettings
+from extender.zones import ZoneResolver
 
 Client = TestClient[web.Request, web.Application]
 NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
@@ -95,3 +98,23 @@ async def test_promtool_accepts_metrics(aiohttp_client: Callable[..., Awaitable[
             await proc.wait()
     assert proc.returncode == 0, out.decode() + err.decode()
     assert out.decode().strip() == "", out.decode()  # promtool prints lint problems on stdout
+
+
+async def test_node_cache_counters_are_exported(
+    aiohttp_client: Callable[..., Awaitable[Client]], tmp_path: Path
+) -> None:
+    nodes_file = tmp_path / "nodes.json"
+    node = {"metadata": {"name": "a", "labels": {"carbon-aware.io/zone": "SE"}}}
+    nodes_file.write_bytes(orjson.dumps({"kind": "NodeList", "items": [node]}))
+    cache = StaticNodeCache(nodes_file, ZoneResolver("carbon-aware.io/zone", "r", {}).zone_of_labels, 0.02)
+    await cache.start()
+    nodes_file.write_bytes(b"{not json")  # the poll sees the change, fails to load, keeps the old nodes
+    async with asyncio.timeout(5):
+        while cache.stats.errors == 0:
+            await asyncio.sleep(0.02)
+    client = await aiohttp_client(create_app(ExtenderSettings(), cache, CarbonState(None)))
+    text = (await (await client.get("/metrics")).read()).decode()
+    assert "carbon_extender_node_cache_lists_total 1.0" in text
+    assert "carbon_extender_node_cache_errors_total 1.0" in text
+    assert "carbon_extender_node_cache_relists_410_total 0.0" in text
+    await cache.stop()
