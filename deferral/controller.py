@@ -152,6 +152,7 @@ class GreenWindowController:
         self._update_gauge()
 
     def on_event(self, kind: str, obj: dict[str, Any]) -> None:
+        # Called for every pod event in the cluster: O(1) here, the gauge is refreshed once per tick.
         pod = gated_pod(obj, self.options.gate) if kind != "DELETED" else None
         uid = str((obj.get("metadata") or {}).get("uid") or "")
         if pod is None:
@@ -161,7 +162,6 @@ class GreenWindowController:
         else:
             self.pods[pod.uid] = pod
             self._track(pod)
-        self._update_gauge()
 
     def _track(self, pod: GatedPod) -> None:
         state = self._states.setdefault(pod.uid, _State())
@@ -204,6 +204,7 @@ class GreenWindowController:
 
     async def release_due(self) -> int:
         """Release every pod that is due now; return how many this call released."""
+        self._update_gauge()
         if not self.is_leader():
             return 0
         now = self.now()
@@ -250,11 +251,15 @@ class GreenWindowController:
         try:
             await self.writer.patch_json(pod.namespace, pod.name, release_ops(pod, self.options.gate))
         except ApiStatusError as error:
-            if error.status in (404, 409, 422):
-                # Gone, or the test op failed: someone (another replica, a user, our earlier self)
-                # already removed the gate. Not ours to count.
-                state.released = True
-                log.info("gate already gone", extra={"pod": pod.key, "status": error.status})
+            if error.status == 404:
+                state.released = True  # the pod is gone: nothing to release
+                return False
+            if error.status in (409, 422):
+                # The test op failed: our cached gate index is stale. Either someone (another replica,
+                # a user, our earlier self) already removed our gate, or another gate before ours was
+                # removed and ours moved. The watch brings the current pod (a new index, or no gate and
+                # then we forget the pod), so retry at the next tick rather than risk stranding it.
+                log.info("gate not where we saw it, retrying", extra={"pod": pod.key, "status": error.status})
                 return False
             self.metrics.errors.labels(operation="release").inc()
             log.warning("release failed, will retry", extra={"pod": pod.key, "error": str(error)})

@@ -145,16 +145,31 @@ async def test_a_planning_bug_releases_the_pod_with_reason_error() -> None:
     assert writer.events[-1][3] is True  # a Warning
 
 
-async def test_already_removed_gate_is_not_counted_and_not_retried() -> None:
+async def test_stale_gate_index_is_retried_until_the_watch_says_gone() -> None:
     controller, writer, _, clock = build()
     controller.on_list([controller.transform(pod("a", deferrable()))])
     writer.fail_patch = ApiStatusError(422, "test failed")
     clock.now = T0 + 9 * H
     assert await controller.release_due() == 0
+    assert await controller.release_due() == 0  # retried, never marked done on a guess
+    # Another replica had removed the gate: the watch says so and the pod is forgotten, uncounted.
+    controller.on_event("MODIFIED", pod("a", deferrable(), gates=["x.io/other"]))
     writer.fail_patch = None
     assert await controller.release_due() == 0
     assert released(controller, "deadline_guard") == 0
     assert writer.events == []
+
+
+async def test_gate_that_moved_is_released_at_its_new_index() -> None:
+    controller, writer, _, clock = build()
+    controller.on_list([controller.transform(pod("a", deferrable(), gates=["x.io/other", GATE]))])
+    writer.fail_patch = ApiStatusError(422, "test failed")  # "x.io/other" was removed meanwhile
+    clock.now = T0 + 9 * H
+    assert await controller.release_due() == 0
+    controller.on_event("MODIFIED", pod("a", deferrable(), gates=[GATE]))
+    writer.fail_patch = None
+    assert await controller.release_due() == 1
+    assert writer.patches[-1][1][0] == {"op": "test", "path": "/spec/schedulingGates/0/name", "value": GATE}
 
 
 async def test_transient_api_error_is_retried_next_tick() -> None:
