@@ -19,8 +19,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aiohttp import web
+from kubernetes_asyncio.config import ConfigException
 
 from carbon_common.jsonlog import setup_logging
+from carbon_common.kube import KubeConfigError
 from carbon_common.tls import CertReloader, server_ssl_context
 from deferral.app import create_app
 from deferral.settings import DeferralSettings
@@ -101,14 +103,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         reloader = CertReloader(context, settings.tls_cert, settings.tls_key)
     elif settings.webhook:
         log.warning("serving plain HTTP: the API server only calls webhooks over HTTPS (set --tls-cert)")
-    web.run_app(
-        create_app(settings, reloader=reloader),
-        host=settings.host,
-        port=settings.port,
-        ssl_context=context,
-        print=None,
-        access_log=None,
-    )
+    try:
+        web.run_app(
+            create_app(settings, reloader=reloader),
+            host=settings.host,
+            port=settings.port,
+            ssl_context=context,
+            print=None,
+            access_log=None,
+        )
+    except (KubeConfigError, ConfigException, OSError) as error:
+        # No usable kubeconfig, or the port is taken: a start-up error to state plainly, not a traceback.
+        log.error("cannot start", extra={"error": f"{type(error).__name__}: {error}"})
+        return 2
     return 0
 
 
