@@ -48,7 +48,9 @@ def test_workload_is_seeded_bounded_and_follows_the_daily_profile() -> None:
     assert by_hour[peak] > 1.5 * by_hour[trough]
 
 
-def _pods(n: int, cpu: int = 1000, duration: float = 1.0, slack: float = 0.0, start: float = 0.0) -> list[Pod]:
+def _pods(
+    n: int, cpu: int = 1000, duration: float = 1.0, slack: float = 0.0, start: float = 0.0
+) -> list[Pod]:
     return [Pod(f"p{i}", start + i * 0.1, duration, cpu, 1024, slack) for i in range(n)]
 
 
@@ -98,7 +100,9 @@ def test_oracle_deferral_waits_for_the_green_hour_and_forecast_deferral_uses_the
     assert oracle.mean_intensity == pytest.approx(20.0)
     assert oracle.deferred == 1
     assert planned.deferred == 1
-    assert planned.mean_intensity == pytest.approx(20.0)  # the daily pattern repeats, so yesterday predicts today
+    assert planned.mean_intensity == pytest.approx(
+        20.0
+    )  # the daily pattern repeats, so yesterday predicts today
     assert planned.wait_h == pytest.approx(17.0)
 
 

@@ -34,7 +34,10 @@ def test_electricity_maps_export_uses_lifecycle_or_direct_column(tmp_path: Path)
         "Datetime (UTC),Country,Zone Name,Zone Id,Carbon Intensity gCO₂eq/kWh (direct),"
         "Carbon Intensity gCO₂eq/kWh (LCA),Low Carbon Percentage\n"
     )
-    rows = "2023-01-01 00:00:00,Germany,Germany,DE,300,350,40\n2023-01-01 01:00:00,Germany,Germany,DE,310,360,41\n"
+    rows = (
+        "2023-01-01 00:00:00,Germany,Germany,DE,300,350,40\n"
+        "2023-01-01 01:00:00,Germany,Germany,DE,310,360,41\n"
+    )
     csv = _write(tmp_path / "DE_2023_hourly.csv", header + rows)
     assert load_csv([csv]).values.tolist() == [[350.0, 360.0]]
     assert load_csv([csv], basis="direct").values.tolist() == [[300.0, 310.0]]
@@ -105,5 +108,6 @@ def test_write_csv_round_trips(tmp_path: Path) -> None:
     out = tmp_path / "out.csv"
     write_csv(trace, out)
     again = load_csv([out])
-    assert again.zones == trace.zones and again.start == trace.start
+    assert again.zones == trace.zones
+    assert again.start == trace.start
     np.testing.assert_allclose(again.values, trace.values)

@@ -1,0 +1,118 @@
+"""Smoke run of the carbon evaluation at tiny sizes: the harness runs end to end and its results hold
+together (structure and sanity, never timings)."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import orjson
+import pytest
+
+from bench import carbon_eval
+from bench.evaluation.forecasts import HISTORY_HOURS
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _synthetic_trace(path: Path, days: int) -> Path:
+    """Three zones with distinct levels and daily cycles (GREEN < MID < DIRTY at every hour)."""
+    start = datetime(2019, 3, 1, tzinfo=UTC)
+    lines = ["datetime,zone,intensity"]
+    for h in range(days * 24):
+        stamp = (start + timedelta(hours=h)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        solar = max(0.0, math.sin(math.pi * ((h % 24) - 6) / 12))
+        for zone, level in (("GREEN", 60.0), ("MID", 250.0), ("DIRTY", 600.0)):
+            lines.append(f"{stamp},{zone},{level * (1 - 0.4 * solar) + (h % 7):.1f}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, object], Path]:
+    tmp = tmp_path_factory.mktemp("carbon")
+    trace = _synthetic_trace(tmp / "trace.csv", days=HISTORY_HOURS // 24 + 6)
+    cfg = carbon_eval.Config(
+        quick=True,
+        trace_paths=(trace,),
+        temporal_stride=12,
+        sweep_slacks=(4, 24),
+        sweep_stride=24,
+        cluster_days=1.0,
+        arrivals_per_hour=6.0,
+    )
+    out = tmp / "results"
+    return carbon_eval.run(cfg, out), out
+
+
+def test_writes_json_and_png_plots(result: tuple[dict[str, object], Path]) -> None:
+    doc, out = result
+    on_disk = orjson.loads((out / "carbon_eval.json").read_bytes())
+    assert on_disk["benchmark"] == "carbon_eval"
+    assert on_disk["trace"]["zones"] == ["DIRTY", "GREEN", "MID"]
+    assert set(on_disk["plots"]) == {"carbon_policies.png", "carbon_weight.png", "carbon_slack.png"}
+    for name in on_disk["plots"]:
+        assert (out / name).read_bytes()[:8] == PNG_MAGIC
+    assert {t["title"] for t in on_disk["tables"]} >= {
+        "Cluster simulation: policies on the same pods and trace"
+    }
+    assert on_disk == orjson.loads(orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY))
+
+
+def test_every_policy_ran_the_same_pods_and_ours_saves_carbon(result: tuple[dict[str, object], Path]) -> None:
+    doc, _ = result
+    cluster = doc["cluster"]
+    assert isinstance(cluster, dict)
+    rows = {r["policy"]: r for r in cluster["policies"]}
+    expected = {"zone-agnostic", "oracle-spatial", "relative-w10-deferral", "oracle-spatiotemporal"}
+    expected |= {f"{s}-w{w}" for s in ("relative", "absolute") for w in (1, 5, 10)}
+    assert set(rows) == expected
+    assert len({r["pods"] for r in rows.values()}) == 1
+    assert rows["zone-agnostic"]["pods"] == cluster["pods"]
+    assert rows["zone-agnostic"]["reduction"] == 0
+    oracle = rows["oracle-spatial"]["reduction"]
+    for w in (1, 5, 10):
+        ours = rows[f"relative-w{w}"]
+        assert 0 < ours["reduction"] <= oracle + 1e-9
+        assert 0 < ours["fraction_of_oracle"] <= 1 + 1e-9
+    # More weight never steers less on a trace where one zone is always greenest.
+    assert rows["relative-w10"]["reduction"] >= rows["relative-w1"]["reduction"]
+    assert rows["relative-w10-deferral"]["deferred"] > 0
+
+
+def test_temporal_results_are_bounded_by_the_oracle(result: tuple[dict[str, object], Path]) -> None:
+    doc, _ = result
+    temporal = doc["temporal"]
+    assert isinstance(temporal, dict)
+    assert len(temporal["by_forecaster"]) == 3
+    for entry in temporal["by_forecaster"].values():
+        for zone in entry["zones"]:
+            assert zone["oracle"] <= zone["ours"] + 1e-9
+            assert zone["oracle"] <= zone["run_now"] + 1e-9
+    sweep = doc["slack_sweep"]
+    assert isinstance(sweep, list)
+    assert [s["slack_h"] for s in sweep] == [4, 24]
+    assert sweep[0]["oracle_reduction"] <= sweep[1]["oracle_reduction"] + 1e-9  # more slack, more options
+    targets = doc["targets"]
+    assert isinstance(targets, list)
+    assert len(targets) == 2
+    assert all(isinstance(t["met"], bool) for t in targets)
+
+
+def test_cli_reports_a_bad_trace_without_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("datetime,zone,intensity\n2019-01-01T00:00:00Z,DE,-1\n")
+    assert carbon_eval.main(["--quick", "--trace", str(bad), "--out", str(tmp_path / "o")]) == 2
+    assert "intensity -1.0 is outside" in capsys.readouterr().err
+    assert not (tmp_path / "o" / "carbon_eval.json").exists()
+
+
+def test_cli_reports_a_trace_too_short_for_the_simulation(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    short = _synthetic_trace(tmp_path / "short.csv", days=3)
+    assert carbon_eval.main(["--quick", "--trace", str(short), "--out", str(tmp_path / "o")]) == 2
+    assert "too short" in capsys.readouterr().err
