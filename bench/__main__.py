@@ -95,12 +95,12 @@ def _stop_group(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-def run_step(step: Step, quick: bool, out: Path, bar: Progress, share: float) -> Outcome:
+def run_step(step: Step, quick: bool, out: Path, bar: Progress, share: float, logs: Path = LOGS) -> Outcome:
     if not _module_file(step.module).is_file():
         bar.advance(share)
         return Outcome(step.name, "missing", 0.0, detail=f"{step.module} is not in this checkout")
     out.mkdir(parents=True, exist_ok=True)
-    LOGS.mkdir(parents=True, exist_ok=True)
+    logs.mkdir(parents=True, exist_ok=True)
     target = out if step.out_is_dir else out / f"{step.name}.json"
     args = list(step.quick_args if quick else step.full_args)
     fixed = RESULTS / f"{step.name}.json"
@@ -110,7 +110,7 @@ def run_step(step: Step, quick: bool, out: Path, bar: Progress, share: float) ->
     elif out.resolve() != RESULTS.resolve() and fixed.is_file():
         # It always writes bench/results/<name>.json: keep the committed file, move the new one to `out`.
         saved = fixed.read_bytes()
-    log = LOGS / f"{step.name}.log"
+    log = logs / f"{step.name}.log"
     env = dict(
         os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""), MPLBACKEND="Agg"
     )
@@ -186,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     readme = args.readme if out == RESULTS.resolve() else None
     summary, updated = write_report(out, readme)
     for o in outcomes:
-        where = f" (log {o.log.relative_to(ROOT)})" if o.log else ""
+        where = f" (log {o.log})" if o.log else ""
         print(f"{o.name:22} {o.status:8} {o.seconds:7.1f}s{where} {o.detail}")
     print(f"report: {summary}" + ("; README block updated" if updated else ""))
     return 0 if all(o.status in ("ok", "missing") for o in outcomes) else 1

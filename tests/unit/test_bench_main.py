@@ -17,7 +17,7 @@ def _bar() -> Progress:
 
 def test_missing_module_is_reported_not_fatal(tmp_path: Path) -> None:
     step = Step("ghost", "bench.ghost", (), (), "--out", True, (1, 1), (5, 5))
-    outcome = run_step(step, True, tmp_path, _bar(), 1.0)
+    outcome = run_step(step, True, tmp_path, _bar(), 1.0, logs=tmp_path / "logs")
     assert outcome.status == "missing"
     assert "bench.ghost" in outcome.detail
 
@@ -33,7 +33,7 @@ def test_failing_step_is_reported_with_its_last_log_line(tmp_path: Path) -> None
         (1, 1),
         (120, 120),
     )
-    outcome = run_step(step, True, tmp_path, _bar(), 1.0)
+    outcome = run_step(step, True, tmp_path, _bar(), 1.0, logs=tmp_path / "logs")
     assert outcome.status == "failed"
     assert "cannot open" in outcome.detail
     assert outcome.log is not None
@@ -42,7 +42,7 @@ def test_failing_step_is_reported_with_its_last_log_line(tmp_path: Path) -> None
 
 def test_step_over_its_time_limit_is_stopped(tmp_path: Path) -> None:
     step = Step("carbon_eval", "bench.carbon_eval", ("--quick",), (), "--out", True, (1, 1), (0.2, 0.2))
-    outcome = run_step(step, True, tmp_path, _bar(), 1.0)
+    outcome = run_step(step, True, tmp_path, _bar(), 1.0, logs=tmp_path / "logs")
     assert outcome.status == "timeout"
     assert outcome.seconds < 60
     assert not (tmp_path / "carbon_eval.json").exists()
