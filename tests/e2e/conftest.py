@@ -249,8 +249,10 @@ _seq = iter(range(1, 1_000_000))
 def world(
     request: pytest.FixtureRequest, control_plane: ControlPlane, binaries: Binaries, artifacts_dir: Path
 ) -> Iterator[E2EWorld]:
-    workdir = artifacts_dir / _slug(request.node.name, 60)
-    env = E2EWorld(control_plane, binaries, workdir, request.node.name, next(_seq))
+    seq = next(_seq)
+    # The sequence number keeps parametrized variants (same name prefix) in separate folders.
+    workdir = artifacts_dir / f"{seq:02d}-{_slug(request.node.name, 60)}"
+    env = E2EWorld(control_plane, binaries, workdir, request.node.name, seq)
     try:
         yield env
     finally:

@@ -94,5 +94,12 @@ def test_sigkilled_extender_loses_and_double_binds_no_pod(world: E2EWorld) -> No
         for e in world.api.events(world.namespace)
         if e.get("reason") == "Scheduled"
     )
-    assert {n: c for n, c in scheduled.items() if c != 1} == {}, "every pod is bound exactly once"
-    assert set(scheduled) == set(names)
+    assert {n: c for n, c in scheduled.items() if c > 1} == {}, "no pod is bound twice"
+    # A pod whose bind succeeded in the extender just before the SIGKILL has no Scheduled event: the
+    # scheduler saw the connection drop (FailedScheduling "EOF"), then found spec.nodeName set and did
+    # not requeue it. It is bound once all the same (wait_bound above), which is what matters.
+    for pod in set(names) - set(scheduled):
+        reasons = {e.get("reason") for e in world.api.events(world.namespace, pod)}
+        assert "FailedScheduling" in reasons, (
+            f"{pod} is bound with neither a Scheduled nor a bind-error event"
+        )
