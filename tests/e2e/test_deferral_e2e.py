@@ -18,18 +18,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from conftest import E2EWorld, metric
-from kubeharness import HttpService, free_port, wait_until
 
 from carbon_common.timeutil import format_rfc3339, utcnow
 
-pytestmark = [
-    pytest.mark.e2e,
-    # kubeharness.HttpService.get leaves the HTTPError of a 503 /readyz probe unclosed (our /readyz is
-    # 503 until the pod cache has listed, by design); its socket is then reported when collected.
-    # Harness issue, reported to its owner; remove this filter once HttpService closes the error.
-    pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
-]
+from .conftest import E2EWorld, metric
+from .kubeharness import HttpService, free_port, wait_until
+
+pytestmark = pytest.mark.e2e
 
 GATE = "carbon-aware.io/green-window"
 P = "carbon-aware.io/"
@@ -183,21 +178,6 @@ def unregister_webhook(world: E2EWorld, name: str) -> None:
     world.api.request("DELETE", f"/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/{name}")
 
 
-def add_nodes(world: E2EWorld, zones: dict[str, int]) -> dict[str, str]:
-    """world.add_nodes, then drop the node.kubernetes.io/not-ready taint that the API server's
-    TaintNodesByCondition admission adds on create: without a node-lifecycle controller nothing else
-    removes it, and no pod would schedule."""
-    nodes = world.add_nodes(zones)
-    for name in nodes:
-        world.api.request(
-            "PATCH",
-            f"/api/v1/nodes/{name}",
-            {"spec": {"taints": None}},
-            content_type="application/merge-patch+json",
-        )
-    return nodes
-
-
 def deferrable(duration: str, deadline: datetime) -> dict[str, str]:
     return {P + "duration": duration, P + "deadline": format_rfc3339(deadline)}
 
@@ -225,7 +205,7 @@ def create_gated_pod(world: E2EWorld, name: str, scheduler: str, annotations: di
 
 
 def test_webhook_gates_and_controller_releases_in_the_green_window(world: E2EWorld, feed: FakeBest) -> None:
-    nodes = add_nodes(world, {"GREEN": 1, "DIRTY": 1})
+    nodes = world.add_nodes({"GREEN": 1, "DIRTY": 1})
     world.snapshot({"GREEN": 40.0, "DIRTY": 600.0})
     _, sched = world.with_extender()
     deferral = start_deferral(world, feed.url)
@@ -249,7 +229,7 @@ def test_webhook_gates_and_controller_releases_in_the_green_window(world: E2EWor
 
 
 def test_vanished_forecast_is_released_by_the_deadline_guard(world: E2EWorld, feed: FakeBest) -> None:
-    add_nodes(world, {"GREEN": 1})
+    world.add_nodes({"GREEN": 1})
     world.snapshot({"GREEN": 40.0})
     _, sched = world.with_extender()
     deferral = start_deferral(world, feed.url)
@@ -265,7 +245,7 @@ def test_vanished_forecast_is_released_by_the_deadline_guard(world: E2EWorld, fe
 
 
 def test_webhook_down_does_not_block_pod_creation(world: E2EWorld) -> None:
-    add_nodes(world, {"GREEN": 1})
+    world.add_nodes({"GREEN": 1})
     world.snapshot({"GREEN": 40.0})
     _, sched = world.with_extender()
     hook = register_webhook(world, f"https://127.0.0.1:{free_port()}/mutate")  # nothing listens there
@@ -280,7 +260,7 @@ def test_webhook_down_does_not_block_pod_creation(world: E2EWorld) -> None:
 
 
 def test_controller_killed_and_restarted_releases_each_pod_once(world: E2EWorld, feed: FakeBest) -> None:
-    add_nodes(world, {"GREEN": 2})
+    world.add_nodes({"GREEN": 2})
     world.snapshot({"GREEN": 40.0})
     _, sched = world.with_extender()
     deferral = start_deferral(world, feed.url)
@@ -316,7 +296,6 @@ def start_replay_feed(world: E2EWorld, trace: dict[str, list[float]], anchor: da
     """The real carbon-feed replaying ``trace`` (hourly values per zone) at 3600x: trace hour h plays
     h seconds after ``anchor``. It also writes the snapshot file the extender reads."""
     first = datetime(2026, 1, 1, tzinfo=anchor.tzinfo)
-    world.workdir.mkdir(parents=True, exist_ok=True)
     path = world.workdir / "trace.csv"
     rows = ["datetime,zone,intensity"]
     for zone, values in trace.items():
@@ -360,7 +339,7 @@ def start_replay_feed(world: E2EWorld, trace: dict[str, list[float]], anchor: da
 
 
 def test_replayed_trace_with_a_fast_clock_releases_in_the_green_window(world: E2EWorld) -> None:
-    nodes = add_nodes(world, {"GREEN": 1, "DIRTY": 1})
+    nodes = world.add_nodes({"GREEN": 1, "DIRTY": 1})
     anchor = utcnow().replace(microsecond=0)
     # 72 trace hours = 72 s of wall time; GREEN is clean only in trace hours 30-33.
     green = [500.0] * 72
