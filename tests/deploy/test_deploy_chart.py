@@ -431,7 +431,9 @@ def _render_notes(tmp_path: Path, values: dict[str, Any]) -> str:
 def test_notes_print_the_extenders_snippet(tmp_path: Path) -> None:
     values = {"mode": "extender-service", "feed": {"staticZones": {"FR": 56}}}
     notes = _render_notes(tmp_path, values)
-    snippet = yaml.safe_load(notes[notes.index("\nextenders:\n") :])
+    # The snippet runs from "extenders:" to the next blank line (warnings follow it).
+    snippet = yaml.safe_load(notes[notes.index("\nextenders:\n") + 1 :].split("\n\n")[0])
+    assert "accepts calls without a client certificate" in notes
     assert snippet == yaml.safe_load(
         one(render(values, tmp_path=tmp_path, release="r", namespace="ns"), "ConfigMap", "-scheduler-config")[
             "data"
@@ -445,7 +447,16 @@ def test_notes_warn_about_demo_data_and_unverified_tls(tmp_path: Path) -> None:
         tmp_path, {"mode": "extender-service", "extender": {"tls": {"enabled": True, "secretName": "s"}}}
     )
     assert "enableHTTPS without caData or caFile" in notes
+    assert "accepts calls without a client certificate" in notes
     assert "demo data" in notes
+    mtls = {
+        "mode": "extender-service",
+        "extender": {"tls": {"enabled": True, "secretName": "s", "caFile": "/ca"}},
+    }
+    mtls["extender"]["tls"]["clientCASecretName"] = "client-ca"  # type: ignore[index]
+    secured = _render_notes(tmp_path / "mtls", mtls)
+    assert "client certificate" not in secured
+    assert "enableHTTPS without" not in secured
     second = _render_notes(tmp_path / "second", {})
     assert "schedulerName: carbon-aware-scheduler" in second
     assert "carbon-aware\\.io/decision" in second
