@@ -449,12 +449,8 @@ def test_notes_warn_about_demo_data_and_unverified_tls(tmp_path: Path) -> None:
     assert "enableHTTPS without caData or caFile" in notes
     assert "accepts calls without a client certificate" in notes
     assert "demo data" in notes
-    mtls = {
-        "mode": "extender-service",
-        "extender": {"tls": {"enabled": True, "secretName": "s", "caFile": "/ca"}},
-    }
-    mtls["extender"]["tls"]["clientCASecretName"] = "client-ca"  # type: ignore[index]
-    secured = _render_notes(tmp_path / "mtls", mtls)
+    tls = {"enabled": True, "secretName": "s", "caFile": "/ca", "clientCASecretName": "client-ca"}
+    secured = _render_notes(tmp_path / "mtls", {"mode": "extender-service", "extender": {"tls": tls}})
     assert "client certificate" not in secured
     assert "enableHTTPS without" not in secured
     second = _render_notes(tmp_path / "second", {})
