@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import os
 import shlex
 import shutil
 import ssl
@@ -23,6 +24,7 @@ import statistics
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -61,6 +63,19 @@ class ArmResult:
     bind_window_pods_per_second: float
     """(pods - 1) / (last bind - first bind): the scheduler's own pace, independent of the client."""
     create_seconds: float
+    cpu_seconds: dict[str, float]
+    """CPU time (user + system) each process used during the arm: on a small machine every process
+    competes for the same cores, so this shows what the extender arm's extra time is spent on."""
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process from /proc (Linux), in seconds; 0 if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # Fields after "(comm)": state is [0], utime [11], stime [12] (man 5 proc, fields 14 and 15).
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class _Conns(threading.local):
@@ -170,7 +185,14 @@ class BindWatch(threading.Thread):
 
 
 def run_arm(
-    arm: str, api: KubeApi, client: RawClient, scheduler: Scheduler, pods: int, workers: int, timeout: float
+    arm: str,
+    api: KubeApi,
+    client: RawClient,
+    scheduler: Scheduler,
+    pods: int,
+    workers: int,
+    timeout: float,
+    processes: Mapping[str, int],
 ) -> ArmResult:
     namespace = f"bench-{arm}-{int(time.time() * 1000) % 10**8}"
     api.create_namespace(namespace)
@@ -178,6 +200,8 @@ def run_arm(
     watch = BindWatch(client, namespace, rv, pods, timeout)
     watch.start()
     path = f"/api/v1/namespaces/{namespace}/pods"
+    watched = {**processes, "kube-scheduler": scheduler.process.pid, "bench client": os.getpid()}
+    cpu_before = {name: cpu_seconds(pid) for name, pid in watched.items()}
     start = time.monotonic()
     with ThreadPoolExecutor(max_workers=workers) as pool:
         list(pool.map(lambda i: client.post(path, _pod(f"p{i:05d}", scheduler.name)), range(pods)))
@@ -190,6 +214,7 @@ def run_arm(
             f"{arm}: only {len(watch.bound)}/{pods} pods bound within {timeout:g} s;"
             f" scheduler log: {scheduler.process.log_path}\n{scheduler.process.tail(20)}"
         )
+    cpu = {name: round(cpu_seconds(pid) - cpu_before[name], 2) for name, pid in watched.items()}
     times = sorted(watch.bound.values())
     seconds = times[-1] - start
     window = times[-1] - times[0]
@@ -200,6 +225,7 @@ def run_arm(
         pods_per_second=round(pods / seconds, 1),
         bind_window_pods_per_second=round((pods - 1) / window, 1) if window > 0 else float("inf"),
         create_seconds=round(created - start, 3),
+        cpu_seconds=cpu,
     )
 
 
@@ -296,13 +322,16 @@ def _run(args: argparse.Namespace, binaries: Binaries, workdir: Path) -> Results
                 ),
             }
             results: dict[str, list[ArmResult]] = {"baseline": [], "extender": []}
+            processes = {p.name: p.pid for p in plane.processes} | {"extender": extender.process.pid}
             for round_ in range(args.rounds):
                 # Alternate the order so neither arm always runs on the emptier cluster.
                 order = ["baseline", "extender"] if round_ % 2 == 0 else ["extender", "baseline"]
                 for arm in order:
                     sched = Scheduler(binaries, configs[arm], plane.kubeconfig, workdir, verbosity=0)
                     try:
-                        res = run_arm(arm, api, client, sched, args.pods, args.workers, args.timeout)
+                        res = run_arm(
+                            arm, api, client, sched, args.pods, args.workers, args.timeout, processes
+                        )
                     finally:
                         sched.stop()
                     print(f"[bench] {asdict(res)}", file=sys.stderr)
