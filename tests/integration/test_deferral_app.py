@@ -55,7 +55,7 @@ async def test_controller_app_gets_ready_and_releases_invalid_pods(
         retry_period=0.1,
     )
     client = await aiohttp_client(create_app(settings))
-    for _ in range(200):
+    for _ in range(500):
         if (await client.get("/readyz")).status == 200:
             break
         await asyncio.sleep(0.02)

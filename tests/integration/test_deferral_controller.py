@@ -189,7 +189,7 @@ async def test_pod_waits_for_its_window_then_is_released_once(
 ) -> None:
     fake_feed, url = feed
     now = utcnow()
-    fake_feed.window_at(now + timedelta(seconds=3))
+    fake_feed.window_at(now + timedelta(seconds=5))
     fake_kube.add_pod(
         "batch",
         "job-1",
@@ -291,7 +291,7 @@ async def test_restart_keeps_the_persisted_plan_and_releases_once(
 ) -> None:
     fake_feed, url = feed
     now = utcnow()
-    planned = now + timedelta(seconds=3)
+    planned = now + timedelta(seconds=6)
     fake_feed.window_at(planned)
     fake_kube.add_pod(
         "batch", "job-4", annotations=deferral_notes(now + timedelta(hours=1)), scheduling_gates=[GATE]
