@@ -137,7 +137,7 @@ class E2EWorld:
 
     def extender(self, extra_args: Sequence[str] = (), **kwargs: Any) -> HttpService:
         service = start_extender(
-            kubeconfig=self.plane.kubeconfig,
+            kubeconfig=kwargs.pop("kubeconfig", self.plane.kubeconfig),
             snapshot_file=kwargs.pop("snapshot_file", self.snapshot_file),
             log_dir=self.workdir / "logs",
             extra_args=extra_args,
@@ -146,17 +146,29 @@ class E2EWorld:
         self.extenders.append(service)
         return service
 
-    def scheduler(self, suffix: str, extender_url: str, **values: Any) -> Scheduler:
-        """A kube-scheduler configured by the chart (see kubeharness.scheduler) for this test."""
+    def scheduler(
+        self,
+        suffix: str,
+        extender_url: str,
+        *,
+        kubeconfig: Path | None = None,
+        **values: Any,
+    ) -> Scheduler:
+        """A kube-scheduler configured by the chart (see kubeharness.scheduler) for this test.
+
+        The chart is rendered for the test's namespace (where a leader-election Lease goes).
+        """
         name = f"cas-{self.set_id}-{suffix}"[:63]
         try:
             config = render_scheduler_config(
-                scheduler_values(name, extender_url=extender_url, **values), self.workdir
+                scheduler_values(name, extender_url=extender_url, **values),
+                self.workdir,
+                namespace=self.namespace,
             )
         except ChartUnavailable as exc:
             unavailable(str(exc))
             raise
-        return self.scheduler_from_config(config)
+        return self.scheduler_from_config(config, kubeconfig=kubeconfig)
 
     def with_extender(
         self, suffix: str = "s", extra_args: Sequence[str] = (), **values: Any
@@ -165,8 +177,10 @@ class E2EWorld:
         ext = self.extender(extra_args)
         return ext, self.scheduler(suffix, ext.base_url, **values)
 
-    def scheduler_from_config(self, config: Mapping[str, Any]) -> Scheduler:
-        sched = Scheduler(self.binaries, config, self.plane.kubeconfig, self.workdir)
+    def scheduler_from_config(
+        self, config: Mapping[str, Any], *, kubeconfig: Path | None = None
+    ) -> Scheduler:
+        sched = Scheduler(self.binaries, config, kubeconfig or self.plane.kubeconfig, self.workdir)
         self.schedulers.append(sched)
         return sched
 

@@ -186,6 +186,10 @@ class ControlPlane:
         )
 
     def _write_kubeconfig(self) -> None:
+        self.write_kubeconfig(self.kubeconfig, self.token, ADMIN_USER)
+
+    def write_kubeconfig(self, path: Path, token: str, user: str) -> Path:
+        """A kubeconfig for this apiserver that authenticates with ``token`` (admin or a ServiceAccount)."""
         config = {
             "apiVersion": "v1",
             "kind": "Config",
@@ -195,12 +199,13 @@ class ControlPlane:
                     "cluster": {"server": self.server, "certificate-authority": str(self.pki.ca_file)},
                 }
             ],
-            "users": [{"name": ADMIN_USER, "user": {"token": self.token}}],
-            "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": ADMIN_USER}}],
+            "users": [{"name": user, "user": {"token": token}}],
+            "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": user}}],
             "current-context": "e2e",
         }
-        self.kubeconfig.write_text(yaml.safe_dump(config))
-        self.kubeconfig.chmod(0o600)
+        path.write_text(yaml.safe_dump(config))
+        path.chmod(0o600)
+        return path
 
     def stop(self) -> None:
         """Stop in reverse start order (apiserver before etcd), each by PID."""

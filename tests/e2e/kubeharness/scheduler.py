@@ -59,7 +59,12 @@ def pinned_kube_version() -> str:
 
 
 def render_chart(
-    values: Mapping[str, Any], workdir: Path, *, release: str = "e2e", show_only: str | None = None
+    values: Mapping[str, Any],
+    workdir: Path,
+    *,
+    release: str = "e2e",
+    namespace: str = "e2e-chart",
+    show_only: str | None = None,
 ) -> list[dict[str, Any]]:
     """``helm template`` the chart with ``values`` (a values file, so no --set escaping); YAML documents."""
     if not (CHART_DIR / "Chart.yaml").is_file():
@@ -73,7 +78,7 @@ def render_chart(
         release,
         str(CHART_DIR),
         "--namespace",
-        "e2e-chart",
+        namespace,
         "-f",
         str(values_file),
         # helm template has no cluster to ask: render for the version these tests run against.
@@ -89,10 +94,12 @@ def render_chart(
 
 
 def render_scheduler_config(
-    values: Mapping[str, Any], workdir: Path, *, release: str = "e2e"
+    values: Mapping[str, Any], workdir: Path, *, release: str = "e2e", namespace: str = "e2e-chart"
 ) -> dict[str, Any]:
     """The KubeSchedulerConfiguration exactly as the chart renders it for ``values``."""
-    docs = render_chart(values, workdir, release=release, show_only=SCHEDULER_CONFIG_TEMPLATE)
+    docs = render_chart(
+        values, workdir, release=release, namespace=namespace, show_only=SCHEDULER_CONFIG_TEMPLATE
+    )
     configmaps = [d for d in docs if d.get("kind") == "ConfigMap" and "config.yaml" in d.get("data", {})]
     if len(configmaps) != 1:
         raise ChartUnavailable(
@@ -114,8 +121,10 @@ def scheduler_values(
     weight: int = 5,
     http_timeout: str = "5s",
     tls: Mapping[str, Any] | None = None,
+    leader_election: bool = False,
 ) -> dict[str, Any]:
-    """Chart values for one test scheduler. Leader election is off: one replica, and no lease to wait for."""
+    """Chart values for one test scheduler. Leader election is off unless asked for: one replica, and
+    no lease to wait for (the RBAC test turns it on, as deployed)."""
     extender: dict[str, Any] = {
         "urlPrefix": extender_url,
         "nodeCacheCapable": node_cache_capable,
@@ -129,7 +138,11 @@ def scheduler_values(
         # shapes the Deployment, which the harness does not run: the test process serves its own cert.
         extender["tls"] = {"enabled": True, "secretName": "e2e-extender-tls", **tls}
     return {
-        "scheduler": {"name": name, "percentageOfNodesToScore": 100, "leaderElection": {"enabled": False}},
+        "scheduler": {
+            "name": name,
+            "percentageOfNodesToScore": 100,
+            "leaderElection": {"enabled": leader_election},
+        },
         "extender": extender,
     }
 
