@@ -23,7 +23,7 @@ from typing import Any
 from aiohttp import web
 
 from carbon_common.jsonlog import setup_logging
-from extender.app import Binder, Service, create_app
+from extender.app import Binder, Service, create_app, create_ops_app
 from extender.carbon import CarbonState, FeedPoller, SnapshotFileWatcher
 from extender.metrics import ExtenderMetrics
 from extender.nodes import NodeLookup
@@ -164,10 +164,17 @@ async def serve(settings: ExtenderSettings, stop: asyncio.Event | None = None) -
 
     app = create_app(settings, nodes, carbon, binder, services=services, resolver=resolver, metrics=metrics)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    ops_runner: web.AppRunner | None = None
     await runner.setup()
     try:
         site = web.TCPSite(runner, settings.host, settings.port, ssl_context=ssl_context)
         await site.start()
+        if settings.metrics_port is not None:
+            # Plain HTTP on purpose: the kubelet's httpGet probes and Prometheus present no client
+            # certificate, and this listener serves nothing that changes state.
+            ops_runner = web.AppRunner(create_ops_app(app), access_log=None, handle_signals=False)
+            await ops_runner.setup()
+            await web.TCPSite(ops_runner, settings.metrics_host, settings.metrics_port).start()
         log.info(
             "carbon extender serving",
             extra={
@@ -175,11 +182,15 @@ async def serve(settings: ExtenderSettings, stop: asyncio.Event | None = None) -
                 "port": settings.port,
                 "tls": ssl_context is not None,
                 "binding": binder is not None,
+                "metricsHost": settings.metrics_host if settings.metrics_port is not None else None,
+                "metricsPort": settings.metrics_port,
             },
         )
         await stop.wait()
         log.info("shutting down")
     finally:
+        if ops_runner is not None:
+            await ops_runner.cleanup()
         await runner.cleanup()
         if binder is not None:
             await binder.close()

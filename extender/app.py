@@ -511,11 +511,27 @@ def create_app(
     app.router.add_post("/prioritize", prioritize_handler)
     app.router.add_post("/bind", bind_handler)
     app.router.add_post("/preempt", preempt_handler)
+    _add_ops_routes(app, state)
+    app.cleanup_ctx.append(_services_ctx)
+    return app
+
+
+def create_ops_app(app: web.Application) -> web.Application:
+    """GET /healthz, /readyz and /metrics of `app` (same node cache, carbon data and registry) and
+    nothing else, for a second plain-HTTP listener (--metrics-port): the kubelet and Prometheus can
+    reach it while the verbs stay on loopback or behind mTLS. Every other path is a JSON 404, so
+    /bind is never reachable here. It starts no services: `app` owns them."""
+    state = app[STATE]
+    ops = web.Application(middlewares=[errors_middleware])
+    ops[STATE] = state
+    _add_ops_routes(ops, state)
+    return ops
+
+
+def _add_ops_routes(app: web.Application, state: ExtenderState) -> None:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", make_aiohttp_handler(state.metrics.registry))
-    app.cleanup_ctx.append(_services_ctx)
-    return app
 
 
 async def _services_ctx(app: web.Application) -> AsyncIterator[None]:

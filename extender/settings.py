@@ -34,6 +34,11 @@ class ExtenderSettings:
     """PEM CA bundle: when set, clients must present a certificate it signed (mTLS)."""
     max_body_bytes: int = 256 * 1024 * 1024
     """Request body limit. 5,000 full Node objects with image lists reach ~100 MiB."""
+    metrics_port: int | None = None
+    """Plain-HTTP port serving only /healthz, /readyz and /metrics, for probes and Prometheus when
+    the verbs listen on loopback or behind mTLS; off when unset."""
+    metrics_host: str = "0.0.0.0"
+    """Listen address of --metrics-port (never the verbs: those stay on --host/--port)."""
 
     # --- nodes ---
     zone_label: str = "carbon-aware.io/zone"
@@ -110,6 +115,13 @@ def validate(settings: ExtenderSettings) -> list[str]:
     s = settings
     if not 0 <= s.port <= 65535:
         problems.append(f"--port {s.port} is not a TCP port")
+    if s.metrics_port is not None:
+        if not 1 <= s.metrics_port <= 65535:
+            problems.append(f"--metrics-port {s.metrics_port} is not a TCP port (1..65535)")
+        elif s.metrics_port == s.port:
+            problems.append(f"--metrics-port must differ from --port (both {s.port})")
+    if not s.metrics_host:
+        problems.append("--metrics-host must not be empty")
     if (s.tls_cert is None) != (s.tls_key is None):
         problems.append("--tls-cert and --tls-key must be given together")
     if s.client_ca is not None and s.tls_cert is None:
