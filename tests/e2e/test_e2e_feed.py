@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from .conftest import E2EWorld
+from .conftest import E2EWorld, unavailable
 from .kubeharness import HttpService, Prometheus, free_port, wait_until
 from .kubeharness.services import PROMETHEUS
 
@@ -65,6 +65,8 @@ def snapshot_zones(world: E2EWorld) -> dict[str, float] | None:
 
 
 def test_pods_follow_the_real_feed_and_prometheus_scrapes_both_services(world: E2EWorld) -> None:
+    if not PROMETHEUS.exists():
+        unavailable(f"{PROMETHEUS} missing: hack/install-tools.sh installs Debian's prometheus")
     world.add_nodes({"SE": 2, "PL": 2})
     feed, static = start_feed(world, {"SE": 30.0, "PL": 690.0})
     wait_until(
@@ -74,13 +76,9 @@ def test_pods_follow_the_real_feed_and_prometheus_scrapes_both_services(world: E
         watch=[feed.process],
     )
     ext, sched = world.with_extender()
-    prom = (
-        Prometheus(
-            {"extender": [f"127.0.0.1:{ext.port}"], "feed": [f"127.0.0.1:{feed.port}"]},
-            world.workdir / "prometheus",
-        )
-        if PROMETHEUS.exists()
-        else None
+    prom = Prometheus(
+        {"extender": [f"127.0.0.1:{ext.port}"], "feed": [f"127.0.0.1:{feed.port}"]},
+        world.workdir / "prometheus",
     )
     try:
         world.pod("first", sched)
@@ -104,22 +102,22 @@ def test_pods_follow_the_real_feed_and_prometheus_scrapes_both_services(world: E
 
         wait_until(follows, timeout=30, what="new pods placed in PL", interval=0.5, context=world.diagnostics)
 
-        if prom is not None:
-            scraper = prom
+        def both_up() -> list[dict[str, Any]] | None:
+            result = prom.query("up")
+            return result if len(result) == 2 and all(r["value"][1] == "1" for r in result) else None
 
-            def both_up() -> list[dict[str, Any]] | None:
-                result = scraper.query("up")
-                return result if len(result) == 2 and all(r["value"][1] == "1" for r in result) else None
-
-            up = wait_until(
-                both_up,
-                timeout=30,
-                what="Prometheus to scrape the extender and the feed",
-                watch=[prom.process],
-                interval=0.5,
-                context=lambda: f"targets: {scraper.targets_up()}",
-            )
-            assert {s["metric"]["job"] for s in up} == {"extender", "feed"}
+        up = wait_until(
+            both_up,
+            timeout=30,
+            what="Prometheus to scrape the extender and the feed",
+            watch=[prom.process],
+            interval=0.5,
+            context=lambda: f"targets: {prom.targets_up()}",
+        )
+        assert {s["metric"]["job"] for s in up} == {"extender", "feed"}
+        # The feed's own series, not just its `up`, made it into Prometheus.
+        feed_series = prom.query('count({job="feed", __name__=~"carbon_feed_.+"})')
+        assert feed_series
+        assert float(feed_series[0]["value"][1]) > 0
     finally:
-        if prom is not None:
-            prom.stop()
+        prom.stop()
