@@ -27,41 +27,54 @@ MAX_SPAN = timedelta(days=14)
 """The feed's largest /v1/best span (carbon_feed.api.MAX_BEST_SPAN)."""
 
 
+def _window(item: Any, zone: Any) -> Window:
+    if not isinstance(item, Mapping):
+        raise ValueError("a window is not an object")
+    intensity = item.get("intensity")
+    if isinstance(intensity, bool) or not isinstance(intensity, int | float) or intensity != intensity:
+        raise ValueError(f"window intensity {intensity!r} is not a number")
+    if not isinstance(zone, str):
+        raise ValueError(f"window zone {zone!r} is not a string")
+    return Window(
+        zone,
+        parse_rfc3339(str(item.get("start", ""))),
+        parse_rfc3339(str(item.get("end", ""))),
+        float(intensity),
+    )
+
+
 def parse_best(body: Any) -> Forecast:
-    """The /v1/best answer as a Forecast; ValueError naming the bad field otherwise."""
+    """The /v1/best answer as a Forecast; ValueError naming the bad field otherwise.
+
+    Candidates are the global ties (``windows``) plus each zone's best (``byZone``), minus zones whose
+    signal is a percentile index (WattTime signal-index is not g/kWh and must never be ranked against
+    intensities). ``byZone`` matters exactly then: when an index zone holds the global minimum,
+    ``windows`` has nothing comparable left and the best g/kWh zone comes from ``byZone``.
+    """
     if not isinstance(body, Mapping):
         raise ValueError("answer is not a JSON object")
     raw_windows = body.get("windows")
     if not isinstance(raw_windows, list):
         raise ValueError("'windows' is not a list")
-    windows: list[Window] = []
-    for item in raw_windows:
-        if not isinstance(item, Mapping):
-            raise ValueError("a window is not an object")
-        intensity = item.get("intensity")
-        if isinstance(intensity, bool) or not isinstance(intensity, int | float) or intensity != intensity:
-            raise ValueError(f"window intensity {intensity!r} is not a number")
-        zone = item.get("zone")
-        if not isinstance(zone, str):
-            raise ValueError(f"window zone {zone!r} is not a string")
-        windows.append(
-            Window(
-                zone,
-                parse_rfc3339(str(item.get("start", ""))),
-                parse_rfc3339(str(item.get("end", ""))),
-                float(intensity),
-            )
-        )
+    signals = body.get("signals")
+    index_zones = (
+        {z for z, kind in signals.items() if kind == "index"} if isinstance(signals, Mapping) else set()
+    )
+    windows = [_window(item, item.get("zone") if isinstance(item, Mapping) else None) for item in raw_windows]
+    by_zone = body.get("byZone")
+    if isinstance(by_zone, Mapping):
+        windows += [_window(item, zone) for zone, item in by_zone.items()]
     current: dict[str, float] = {}
     raw_current = body.get("current")
     if isinstance(raw_current, Mapping):
         for zone, value in raw_current.items():
-            # A zone without a current value is simply not a candidate for "now".
-            if isinstance(zone, str) and isinstance(value, int | float) and not isinstance(value, bool):
+            # A zone without a current g/kWh value is simply not a candidate for "now".
+            numeric = isinstance(value, int | float) and not isinstance(value, bool)
+            if isinstance(zone, str) and numeric and zone not in index_zones:
                 current[zone] = float(value)
     generated = body.get("generatedAt")
     return Forecast(
-        windows=windows,
+        windows=[w for w in windows if w.zone not in index_zones],
         current=current,
         generated_at=parse_rfc3339(generated) if isinstance(generated, str) else None,
     )

@@ -53,3 +53,32 @@ def test_parse_best_reads_windows_and_current() -> None:
 def test_parse_best_rejects_malformed_answers(body: Any) -> None:
     with pytest.raises(ValueError, match=r"window|windows|object|RFC 3339|number|string"):
         parse_best(body)
+
+
+def test_index_signal_windows_are_never_ranked_against_intensities() -> None:
+    forecast = parse_best(
+        {
+            "windows": [
+                {
+                    "zone": "CAISO",
+                    "start": "2026-11-23T13:00:00Z",
+                    "end": "2026-11-23T14:00:00Z",
+                    "intensity": 3,
+                },
+                {
+                    "zone": "DE",
+                    "start": "2026-11-23T14:00:00Z",
+                    "end": "2026-11-23T15:00:00Z",
+                    "intensity": 80,
+                },
+            ],
+            "byZone": {
+                "CAISO": {"start": "2026-11-23T13:00:00Z", "end": "2026-11-23T14:00:00Z", "intensity": 3},
+                "FR": {"start": "2026-11-23T16:00:00Z", "end": "2026-11-23T17:00:00Z", "intensity": 60},
+            },
+            "current": {"CAISO": 1, "FR": 90},
+            "signals": {"CAISO": "index", "DE": "average", "FR": "average"},
+        }
+    )
+    assert sorted(w.zone for w in forecast.windows) == ["DE", "FR"]
+    assert forecast.current == {"FR": 90.0}
