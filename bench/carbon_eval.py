@@ -250,7 +250,8 @@ def run(cfg: Config, out_dir: Path, progress: Progress | None = None) -> dict[st
         },
     ]
 
-    plot_files = _plots(out_dir, trace, rows, sweep, cfg)
+    title = f"{len(trace.zones)} zones, {cfg.cluster_days:g} days of {trace.source}"
+    plot_files = _plots(out_dir, title, rows, sweep)
     doc: dict[str, Any] = {
         "benchmark": "carbon_eval",
         "schema": SCHEMA,
@@ -364,9 +365,8 @@ def _tables(
 
 
 def _plots(
-    out_dir: Path, trace: Trace, rows: Sequence[dict[str, Any]], sweep: Sequence[dict[str, Any]], cfg: Config
+    out_dir: Path, period: str, rows: Sequence[dict[str, Any]], sweep: Sequence[dict[str, Any]]
 ) -> list[str]:
-    period = f"{len(trace.zones)} zones, {cfg.cluster_days:g} days of {trace.source}"
     files = [plots.policy_bars(rows, out_dir / "carbon_policies.png", f"Policies on one workload ({period})")]
     series = {
         f"ours, {scoring} scoring": [
@@ -385,7 +385,15 @@ def _plots(
     return [f.name for f in files]
 
 
-def parse_args(argv: Sequence[str] | None) -> tuple[Config, Path]:
+def replot(out_dir: Path) -> list[str]:
+    """Redraw the PNGs from an existing carbon_eval.json (no simulation), e.g. after a plot change."""
+    doc = orjson.loads((out_dir / "carbon_eval.json").read_bytes())
+    cfg, trace = doc["config"], doc["trace"]
+    title = f"{len(trace['zones'])} zones, {cfg['cluster_days']:g} days of {trace['source']}"
+    return _plots(out_dir, title, doc["cluster"]["policies"], doc["slack_sweep"])
+
+
+def parse_args(argv: Sequence[str] | None) -> tuple[Config, Path, bool]:
     parser = argparse.ArgumentParser(prog="python -m bench.carbon_eval", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes for smoke runs (about a minute)")
     parser.add_argument("--out", type=Path, default=Path("bench/results"), help="output directory")
@@ -407,6 +415,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Config, Path]:
     )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--cluster-days", type=float, help="length of the simulated cluster period")
+    parser.add_argument("--replot", action="store_true", help="only redraw the PNGs from --out's JSON")
     args = parser.parse_args(argv)
     cfg = QUICK if args.quick else Config()
     cfg = replace(
@@ -418,11 +427,18 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Config, Path]:
     )
     if args.cluster_days is not None:
         cfg = replace(cfg, cluster_days=args.cluster_days)
-    return cfg, args.out
+    return cfg, args.out, args.replot
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    cfg, out = parse_args(argv)
+    cfg, out, only_plots = parse_args(argv)
+    if only_plots:
+        try:
+            print("\n".join(replot(out)))
+        except (OSError, KeyError, orjson.JSONDecodeError) as exc:
+            print(f"carbon_eval: cannot replot from {out}: {exc}", file=sys.stderr)
+            return 2
+        return 0
     try:
         doc = run(cfg, out)
     except (TraceError, ValueError) as exc:

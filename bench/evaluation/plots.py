@@ -47,11 +47,12 @@ def savings_vs_weight(
     for name, points in series.items():
         xs, ys = zip(*points, strict=True)
         ax.plot(xs, [y * 100 for y in ys], marker="o", label=name)
+        ax.set_xticks(list(xs))
     ax.axhline(oracle * 100, color=COLORS["oracle"], linestyle="--", label="oracle (greenest feasible zone)")
     ax.set_xlabel("extender weight in KubeSchedulerConfiguration")
     ax.set_ylabel("CO2 reduction vs zone-agnostic (%)")
     ax.set_title(title, fontsize=10)
-    ax.set_ylim(bottom=0)
+    ax.set_ylim(0, oracle * 100 * 1.15)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     return _save(fig, path)
