@@ -6,10 +6,11 @@
 #     their dependency pins clash with the project's, so they stay out of .venv
 #   - offline kubeconform schemas generated from kubernetes-validate (hack/gen-kube-schemas.py)
 # Prints the bin folder that holds the Go tools.
-#   CARBON_TOOLS_BIN=DIR   where the Go tools go (default: <repo>/.cache/tools/bin)
+#   CARBON_TOOLS_BIN=DIR   where the Go tools go (default: ~/.cache/carbon-aware-scheduler/tools/bin,
+#                          outside the work tree so every clone of the repo reuses them)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-bin=${CARBON_TOOLS_BIN:-$root/.cache/tools/bin}
+bin=${CARBON_TOOLS_BIN:-${XDG_CACHE_HOME:-$HOME/.cache}/carbon-aware-scheduler/tools/bin}
 mkdir -p "$bin"
 log() { printf '[install-tools %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
