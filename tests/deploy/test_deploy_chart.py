@@ -139,7 +139,10 @@ def test_extender_service_snippet_points_at_the_service(tmp_path: Path) -> None:
     assert snippet["extenders"][0]["urlPrefix"] == "http://r-carbon-aware-scheduler.ns.svc:8888"
     assert snippet["extenders"] == scheduler_config(docs)["extenders"]
     service = one(docs, "Service")
-    assert [p["port"] for p in service["spec"]["ports"]] == [8888]
+    assert [(p["name"], p["port"]) for p in service["spec"]["ports"]] == [
+        ("extender", 8888),
+        ("metrics", 9888),
+    ]
     # No kube-scheduler in this shape, and none of its RBAC.
     assert set(_containers(docs)) == {"extender", "feed"}
     assert not [b for b in by_kind(docs, "ClusterRoleBinding") if b["roleRef"]["name"].startswith("system:")]
@@ -163,6 +166,10 @@ def test_extender_service_snippet_points_at_the_service(tmp_path: Path) -> None:
         ({"scheduler": {"name": "Not_A_Name"}}, "DNS-1123 subdomain"),
         ({"extender": {"tls": {"enabled": True}}}, "needs a certificate"),
         ({"extender": {"tls": {"enabled": True, "certManager": {"enabled": True}}}}, "issuerRef.name"),
+        ({"extender": {"metricsPort": 0}}, "at '/extender/metricsPort': minimum: got 0, want 1"),
+        ({"extender": {"metricsPort": 8888}}, "extender.metricsPort 8888 is also extender.port"),
+        ({"extender": {"metricsPort": 8080}}, "extender.metricsPort 8080 is also feed.port"),
+        ({"extender": {"metricsPort": 10259}}, "extender.metricsPort 10259 is also scheduler.securePort"),
     ],
 )
 def test_bad_values_fail_with_a_clear_message(tmp_path: Path, values: dict[str, Any], message: str) -> None:
@@ -202,16 +209,61 @@ def test_second_scheduler_pod(tmp_path: Path) -> None:
     extender = containers["extender"]
     assert "--host=127.0.0.1" in extender["command"]
     assert "--snapshot-file=/var/run/carbon/snapshot.json" in extender["command"]
-    # Loopback-only servers are probed from inside the container, not by the kubelet.
-    assert "exec" in extender["livenessProbe"]
-    assert "exec" in extender["readinessProbe"]
-    assert "http://127.0.0.1:8888/healthz" in extender["livenessProbe"]["exec"]["command"][-1]
+    # The verbs stay on loopback; the kubelet probes the ops port on the pod IP instead.
+    assert "--metrics-port=9888" in extender["command"]
+    assert {"name": "metrics", "containerPort": 9888, "protocol": "TCP"} in extender["ports"]
+    assert extender["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics", "scheme": "HTTP"}
+    assert extender["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics", "scheme": "HTTP"}
+    # The feed, on loopback and without an ops port, is still probed from inside its container.
+    assert "http://127.0.0.1:8080/readyz" in containers["feed"]["readinessProbe"]["exec"]["command"][-1]
     feed = containers["feed"]
     assert {"--config=/etc/carbon-feed/feed.yaml", "--db=/var/lib/carbon-feed/history.db"} <= set(
         feed["command"]
     )
     assert not by_kind(docs, "Service")
     assert not by_kind(docs, "PodDisruptionBudget")
+
+
+def test_metrics_reach_prometheus_in_the_second_scheduler_shape(tmp_path: Path) -> None:
+    values = {"serviceMonitor": {"enabled": True}, "prometheusAnnotations": True}
+    docs = render(values, tmp_path=tmp_path)
+    # The verbs stay on loopback (and off the Service); the ops port is what is exposed and scraped.
+    assert "--host=127.0.0.1" in _containers(docs)["extender"]["command"]
+    assert [p["name"] for p in one(docs, "Service")["spec"]["ports"]] == ["metrics", "feed"]
+    endpoints = one(docs, "ServiceMonitor")["spec"]["endpoints"]
+    assert [(e["port"], e["path"]) for e in endpoints] == [("feed", "/metrics"), ("metrics", "/metrics")]
+    annotations = one(docs, "Deployment")["spec"]["template"]["metadata"]["annotations"]
+    assert {k: v for k, v in annotations.items() if k.startswith("prometheus.io/")} == {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": "9888",
+        "prometheus.io/path": "/metrics",
+    }
+    plain = one(render(tmp_path=tmp_path), "Deployment")["spec"]["template"]["metadata"]
+    assert not [k for k in plain["annotations"] if k.startswith("prometheus.io/")]
+
+
+def test_network_policy_admits_the_ops_port_with_its_own_sources(tmp_path: Path) -> None:
+    control_plane = [{"ipBlock": {"cidr": "10.0.0.0/24"}}]
+    prometheus = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+
+    def rules(values: dict[str, Any]) -> list[dict[str, Any]]:
+        policy = one(render(values, tmp_path=tmp_path), "NetworkPolicy")
+        ingress: list[dict[str, Any]] = policy["spec"]["ingress"]
+        return ingress
+
+    # Default shape: the verbs are on loopback, so only kube-scheduler's port and the ops port open.
+    assert rules({}) == [
+        {"ports": [{"port": 10259, "protocol": "TCP"}]},
+        {"ports": [{"port": 9888, "protocol": "TCP"}]},
+    ]
+    verbs, ops = rules({"mode": "extender-service", "networkPolicy": {"from": control_plane}})
+    # The feed stays on loopback here (no ServiceMonitor, no deferral): only the verbs' port.
+    assert verbs == {"ports": [{"port": 8888, "protocol": "TCP"}], "from": control_plane}
+    assert ops == {"ports": [{"port": 9888, "protocol": "TCP"}], "from": control_plane}
+    values = {"mode": "extender-service", "networkPolicy": {"from": control_plane, "metricsFrom": prometheus}}
+    verbs, ops = rules(values)
+    assert verbs["from"] == control_plane
+    assert ops == {"ports": [{"port": 9888, "protocol": "TCP"}], "from": prometheus}
 
 
 def test_rbac_is_the_least_privilege_plus_the_scheduler_roles(tmp_path: Path) -> None:
@@ -291,8 +343,13 @@ def test_tls_and_mtls_mounts(tmp_path: Path) -> None:
     extender = _containers(docs)["extender"]
     assert "--client-ca=/etc/carbon-extender/client-ca/ca.crt" in extender["command"]
     assert "--tls-cert=/etc/carbon-extender/tls/tls.crt" in extender["command"]
-    # A server that demands client certificates cannot be probed over HTTP by the kubelet.
-    assert "tcpSocket" in extender["livenessProbe"]
+    # The verbs demand client certificates, which the kubelet has none of: it probes the ops port.
+    assert extender["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics", "scheme": "HTTP"}
+    assert extender["readinessProbe"]["httpGet"]["port"] == "metrics"
+    # So does Prometheus, in plain HTTP: no TLS settings for the extender's endpoint.
+    endpoints = {e["port"]: e for e in one(docs, "ServiceMonitor")["spec"]["endpoints"]}
+    assert endpoints["metrics"] == {"port": "metrics", "path": "/metrics", "interval": "30s"}
+    assert "extender" not in endpoints
     (entry,) = scheduler_config(docs)["extenders"]
     assert entry["urlPrefix"] == "https://r-carbon-aware-scheduler.ns.svc:8888"
     assert entry["managedResources"] == [{"name": "carbon-aware.io/opt-in", "ignoredByScheduler": True}]
@@ -348,6 +405,12 @@ def test_rendered_commands_parse_with_the_real_clis(tmp_path: Path, name: str) -
     assert command[0] == "carbon-extender"
     settings = parse_settings(command[1:], env={})
     assert settings.port == 8888
+    # The probes' named port is the one the extender's ops listener really opens.
+    ports = {p["name"]: p["containerPort"] for p in containers["extender"]["ports"]}
+    assert ports == {"extender": settings.port, "metrics": settings.metrics_port}
+    assert settings.metrics_port == 9888
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert containers["extender"][probe]["httpGet"]["port"] == "metrics"
     assert settings.zone_label == "carbon-aware.io/zone"
     if "feed" in containers:
         feed_command = containers["feed"]["command"]

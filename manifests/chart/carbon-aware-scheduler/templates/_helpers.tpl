@@ -210,30 +210,26 @@ extenders:
 {{- end }}
 
 {{/*
-A probe for a server in this pod. A loopback-only server cannot be reached by the kubelet's
-httpGet (it dials the pod IP), so it is probed from inside the container with the image's Python
-(the image has no curl or wget). Arguments: dict with host, port, path, https, mtls.
+A probe for the feed. A loopback-only server cannot be reached by the kubelet's httpGet (it dials
+the pod IP), so it is probed from inside the container with the image's Python (the image has no
+curl or wget). The extender has its own ops port (extender.metricsPort) for probes instead.
+Arguments: dict with host, port, path.
 */}}
 {{- define "carbon-aware-scheduler.probe" -}}
-{{- if .mtls }}
-{{- /* A server that demands client certificates rejects the kubelet: check the port is open. */}}
-tcpSocket:
-  port: {{ .port }}
-{{- else if or (hasPrefix "127." .host) (eq .host "localhost") (eq .host "::1") }}
+{{- if or (hasPrefix "127." .host) (eq .host "localhost") (eq .host "::1") }}
 exec:
   command:
     - python
     - -c
     - |
-      import ssl, sys, urllib.request
-      ctx = ssl._create_unverified_context()
-      url = "{{ ternary "https" "http" .https }}://127.0.0.1:{{ .port }}{{ .path }}"
-      sys.exit(0 if urllib.request.urlopen(url, timeout=3, context=ctx).status == 200 else 1)
+      import sys, urllib.request
+      url = "http://127.0.0.1:{{ .port }}{{ .path }}"
+      sys.exit(0 if urllib.request.urlopen(url, timeout=3).status == 200 else 1)
 {{- else }}
 httpGet:
   path: {{ .path }}
   port: {{ .port }}
-  scheme: {{ ternary "HTTPS" "HTTP" .https }}
+  scheme: HTTP
 {{- end }}
 {{- end }}
 
