@@ -50,6 +50,8 @@ async def test_ops_port_serves_probes_and_metrics_only(tmp_path: Path) -> None:
     nodes = tmp_path / "nodes.json"
     nodes.write_bytes(resources.files("extender").joinpath("data/demo-nodes.json").read_bytes())
     port, metrics_port = _free_port(), _free_port()
+    while metrics_port == port:  # the kernel may hand the same free port out twice
+        metrics_port = _free_port()
     env = _env()
     env["CARBON_EXTENDER_METRICS_PORT"] = str(metrics_port)  # the environment variable works too
     proc = await asyncio.create_subprocess_exec(
