@@ -282,6 +282,8 @@ def _keep_artifacts_only_on_failure(request: pytest.FixtureRequest, artifacts_di
     if request.session.testsfailed == 0 and not os.environ.get("CARBON_E2E_KEEP"):
         shutil.rmtree(artifacts_dir, ignore_errors=True)
     else:
+        # Logs, configs and certs stay for reading; etcd's preallocated WAL (~60 MB) explains nothing.
+        shutil.rmtree(artifacts_dir / "controlplane" / "etcd", ignore_errors=True)
         print(f"\ne2e logs kept in {artifacts_dir}")
 
 
