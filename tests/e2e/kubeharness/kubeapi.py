@@ -135,8 +135,9 @@ class KubeApi:
         annotations: Mapping[str, str] | None = None,
         cpu: str = "100m",
         memory: str = "64Mi",
+        priority_class: str | None = None,
     ) -> JSON:
-        pod = {
+        pod: JSON = {
             "metadata": {"name": name, "annotations": dict(annotations or {})},
             "spec": {
                 "schedulerName": scheduler_name,
@@ -152,6 +153,8 @@ class KubeApi:
                 "terminationGracePeriodSeconds": 0,
             },
         }
+        if priority_class:
+            pod["spec"]["priorityClassName"] = priority_class
         result: JSON = self.request("POST", f"/api/v1/namespaces/{namespace}/pods", pod)
         return result
 
