@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+sys.path.insert(0, str(ROOT))
 
-from kubeharness import (  # noqa: E402 - the harness lives with the e2e tests
+from tests.e2e.kubeharness import (  # noqa: E402 - the harness lives with the e2e tests
     Binaries,
     ControlPlane,
     KubeApi,

@@ -22,10 +22,9 @@ from pathlib import Path
 from typing import TypedDict
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT / "tests" / "e2e"))
 sys.path.insert(0, str(REPO_ROOT))
 
-from kubeharness import (  # noqa: E402 - the harness lives with the tests it serves
+from tests.e2e.kubeharness import (  # noqa: E402 - the harness lives with the tests it serves
     ControlPlane,
     Scheduler,
     locate_binaries,
