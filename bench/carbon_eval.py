@@ -28,6 +28,8 @@ from bench.evaluation.progress import Progress
 from bench.evaluation.trace import Trace, TraceError, load_csv
 from bench.evaluation.workload import (
     ClusterSpec,
+    Node,
+    Pod,
     WorkloadSpec,
     build_cluster,
     capacity_for,
@@ -63,8 +65,9 @@ class Config:
     arrivals_per_hour: float = 20.0
     deferrable_fraction: float = 0.3
     utilisation: float = 0.5
-    node_cpu_m: int = 16000
-    node_mem_mi: int = 65536
+    # Small nodes so that the cluster has several per zone at this arrival rate (2 per zone here).
+    node_cpu_m: int = 4000
+    node_mem_mi: int = 16384
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -281,6 +284,7 @@ def run(cfg: Config, out_dir: Path, progress: Progress | None = None) -> dict[st
             "deferrable_pods": sum(1 for p in pods if p.slack > 0),
             "nodes": len(nodes),
             "nodes_per_zone": per_zone,
+            "mean_cpu_utilisation": _utilisation(pods, nodes, sim_hours),
             "node": {"cpu_m": cfg.node_cpu_m, "mem_mi": cfg.node_mem_mi},
             "forecaster": forecasters[0].name,
             "policies": rows,
@@ -295,6 +299,12 @@ def run(cfg: Config, out_dir: Path, progress: Progress | None = None) -> dict[st
     if progress is None:
         bar.close()
     return doc
+
+
+def _utilisation(pods: Sequence[Pod], nodes: Sequence[Node], hours: float) -> float:
+    """Requested core-hours over the cluster's core-hours during the arrival period."""
+    used = sum(p.cpu_m * p.duration for p in pods)
+    return used / (sum(n.cpu_m for n in nodes) * hours)
 
 
 def _pct(value: float | None) -> str:
