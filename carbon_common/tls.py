@@ -14,13 +14,14 @@ if a swap happens mid-read), checked on a scratch context, and only then loaded 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import os
 import ssl
 import tempfile
 from pathlib import Path
+
+from carbon_common.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -145,11 +146,8 @@ class CertReloader:
             self._task = asyncio.create_task(self._run(), name="tls-reloader")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         while True:

@@ -14,7 +14,6 @@ marked stale, with its age.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import math
@@ -34,6 +33,7 @@ from carbon_common.snapshot import (
     encode_snapshot,
     write_snapshot_atomic,
 )
+from carbon_common.tasks import cancel_and_wait
 from carbon_common.timeutil import utcnow
 from carbon_feed.config import FeedSettings, ProviderConfig
 from carbon_feed.forecast import BASELINE, LEAD_BUCKETS, ForecastValue, baseline_forecast, mape_by_bucket
@@ -199,11 +199,7 @@ class FeedService:
             )
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*self._tasks)
         self._tasks.clear()
         if self._session is not None:
             await self._session.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import socket
@@ -15,6 +14,7 @@ from kubernetes_asyncio import client
 from prometheus_client.aiohttp import make_aiohttp_handler
 
 from carbon_common.kube import WatchStats, list_watch, load_api_client
+from carbon_common.tasks import cancel_and_wait
 from carbon_common.tls import CertReloader
 from deferral.annotations import GATE
 from deferral.controller import ControllerOptions, GreenWindowController
@@ -134,11 +134,7 @@ async def _controller_ctx(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*tasks)
         if elector is not None:
             await elector.release()
         await session.close()

@@ -8,7 +8,6 @@ is logged and counted and the last good view stays, so a broken feed never erase
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import random
@@ -19,6 +18,7 @@ from pathlib import Path
 import aiohttp
 
 from carbon_common.snapshot import Snapshot, SnapshotError, ZoneReading, parse_snapshot
+from carbon_common.tasks import cancel_and_wait
 from carbon_common.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -124,11 +124,8 @@ class SnapshotFileWatcher:
         self._task = asyncio.create_task(self._run(), name="snapshot-file-watcher")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
 
 class FeedPoller:
@@ -201,11 +198,8 @@ class FeedPoller:
         self._task = asyncio.create_task(self._run(), name="feed-poller")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         if self._session is not None:
             await self._session.close()
             self._session = None

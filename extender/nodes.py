@@ -21,6 +21,7 @@ import orjson
 from kubernetes_asyncio import client
 
 from carbon_common.kube import ListWatchOptions, WatchStats, list_watch
+from carbon_common.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -172,11 +173,8 @@ class KubeNodeCache(_Cache):
         await self._synced_event.wait()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     def _transform(self, obj: dict[str, Any]) -> tuple[str, NodeInfo]:
         return node_info(obj, self._zone_of_labels)
@@ -248,11 +246,8 @@ class StaticNodeCache(_Cache):
             self._task = asyncio.create_task(self._watch_file(), name="nodes-file")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _watch_file(self) -> None:
         # Polling the stat is portable, cheap, and sees ConfigMap symlink swaps that inotify misses.
