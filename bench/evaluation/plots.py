@@ -88,13 +88,19 @@ def savings_vs_slack(rows: Sequence[Mapping[str, Any]], path: Path, title: str) 
 
 
 def latency_vs_nodes(
-    series: Mapping[str, Sequence[tuple[int, float]]], path: Path, title: str, ylabel: str
+    series: Mapping[str, Sequence[tuple[int, float]]],
+    path: Path,
+    title: str,
+    ylabel: str,
+    log_y: bool = False,
 ) -> Path:
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for name, points in series.items():
         xs, ys = zip(*sorted(points), strict=True)
         ax.plot(xs, ys, marker="o", label=name)
     ax.set_xscale("log")
+    if log_y:
+        ax.set_yscale("log")
     ax.set_xlabel("nodes per request")
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)

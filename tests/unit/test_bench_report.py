@@ -88,3 +88,17 @@ def test_empty_results_directory_still_writes_a_summary(tmp_path: Path) -> None:
     summary, updated = write_report(tmp_path / "none", None)
     assert not updated
     assert "No benchmark results yet" in summary.read_text()
+
+
+def test_latency_rows_become_a_latency_vs_nodes_plot(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    results.mkdir()
+    rows = [
+        {"verb": v, "mode": "NodeNames", "nodes": n, "handler_p50_ms": n / 1000, "handler_p99_ms": 1.0}
+        for v in ("filter", "prioritize")
+        for n in (100, 1000)
+    ]
+    (results / "extender_latency.json").write_bytes(orjson.dumps({"rows": rows}))
+    summary, _ = write_report(results, None)
+    assert (results / "report_latency_vs_nodes.png").read_bytes()[:4] == b"\x89PNG"
+    assert "![report_latency_vs_nodes](report_latency_vs_nodes.png)" in summary.read_text()
