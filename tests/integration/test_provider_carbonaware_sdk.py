@@ -12,21 +12,8 @@ from carbon_feed.http import AuthError, MalformedError, RateLimitedError, Unavai
 from carbon_feed.providers import ConfigError, Runtime, build_provider
 from carbon_feed.providers.carbonaware_sdk import parse_duration
 from carbon_feed.validate import InvalidValue
+from tests.fakes.clock import FakeClock
 from tests.fakes.provider_emulators import NOW, CarbonAwareSdkEmulator, Fault
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 0.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.t
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.t += seconds
-
 
 Env = tuple[CarbonAwareSdkEmulator, dict[str, Any], aiohttp.ClientSession, FakeClock]
 

@@ -11,21 +11,8 @@ import pytest
 
 from carbon_feed.http import AuthError, MalformedError, RateLimitedError, UnavailableError
 from carbon_feed.providers import ConfigError, Runtime, build_provider
+from tests.fakes.clock import FakeClock
 from tests.fakes.provider_emulators import NOW, ElectricityMapsEmulator, Fault
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 0.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.t
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.t += seconds
-
 
 Env = tuple[
     ElectricityMapsEmulator, dict[str, Any], aiohttp.ClientSession, FakeClock, list[tuple[str, str, float]]

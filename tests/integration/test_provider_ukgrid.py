@@ -12,23 +12,11 @@ import pytest
 from carbon_feed.http import AuthError, MalformedError, RateLimitedError, UnavailableError
 from carbon_feed.model import Reading
 from carbon_feed.providers import ConfigError, Runtime, build_provider
+from tests.fakes.clock import FakeClock
 from tests.fakes.provider_emulators import NOW, Fault, UkGridEmulator
 
 # 10:10, inside the 10:00-10:30 period
 AT = NOW + timedelta(minutes=10)
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 0.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.t
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.t += seconds
 
 
 Env = tuple[UkGridEmulator, dict[str, Any], aiohttp.ClientSession, FakeClock]

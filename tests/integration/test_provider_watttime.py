@@ -15,21 +15,8 @@ from carbon_feed.http import AuthError, MalformedError, RateLimitedError, Unavai
 from carbon_feed.providers import ConfigError, Runtime, build_provider
 from carbon_feed.providers.watttime import WattTimeProvider
 from carbon_feed.validate import LBS_PER_MWH_TO_G_PER_KWH
+from tests.fakes.clock import FakeClock
 from tests.fakes.provider_emulators import NOW, Fault, WattTimeEmulator
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 0.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.t
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.t += seconds
-
 
 Env = tuple[WattTimeEmulator, dict[str, Any], aiohttp.ClientSession, FakeClock]
 

@@ -29,23 +29,11 @@ from carbon_feed.http import (
     parse_retry_after,
 )
 from carbon_feed.secrets import Secret
+from tests.fakes.clock import FakeClock
 from tests.fakes.provider_emulators import Emulator, Fault
 
 NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 TOKEN = Secret("tok-SECRET-123456")
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.t
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.t += seconds
 
 
 class EchoEmulator(Emulator):
@@ -100,7 +88,7 @@ def client(session: aiohttp.ClientSession, clock: FakeClock, outcomes: Outcomes,
 
 async def test_5xx_is_retried_with_exponential_backoff(env: Any) -> None:
     emu, base, session = env
-    clock, outcomes = FakeClock(), Outcomes()
+    clock, outcomes = FakeClock(1000.0), Outcomes()
     emu.fail(Fault("503"), path="/data", times=2)
     emu.fail(Fault("500"), path="/data", times=1)
     assert await client(session, clock, outcomes).get_json(base + "data") == {"ok": 1}
@@ -112,7 +100,7 @@ async def test_5xx_is_retried_with_exponential_backoff(env: Any) -> None:
 
 async def test_gives_up_after_max_attempts_with_the_last_error(env: Any) -> None:
     emu, base, session = env
-    clock, outcomes = FakeClock(), Outcomes()
+    clock, outcomes = FakeClock(1000.0), Outcomes()
     emu.fail(Fault("502"), path="/data", times=-1)
     with pytest.raises(UnavailableError, match="HTTP 502") as info:
         await client(session, clock, outcomes, max_attempts=3).get_json(base + "data")
@@ -123,7 +111,7 @@ async def test_gives_up_after_max_attempts_with_the_last_error(env: Any) -> None
 
 async def test_retry_after_seconds_is_honoured(env: Any) -> None:
     emu, base, session = env
-    clock, outcomes = FakeClock(), Outcomes()
+    clock, outcomes = FakeClock(1000.0), Outcomes()
     emu.fail(Fault("429", retry_after="7"), path="/data")
     assert await client(session, clock, outcomes).get_json(base + "data") == {"ok": 1}
     assert clock.sleeps == [7.0]
@@ -132,7 +120,7 @@ async def test_retry_after_seconds_is_honoured(env: Any) -> None:
 
 async def test_retry_after_http_date_is_honoured(env: Any) -> None:
     emu, base, session = env
-    clock, outcomes = FakeClock(), Outcomes()
+    clock, outcomes = FakeClock(1000.0), Outcomes()
     when = email.utils.format_datetime(NOW + timedelta(seconds=12), usegmt=True)
     emu.fail(Fault("503", retry_after=when), path="/data")
     assert await client(session, clock, outcomes).get_json(base + "data") == {"ok": 1}
@@ -141,7 +129,7 @@ async def test_retry_after_http_date_is_honoured(env: Any) -> None:
 
 async def test_long_retry_after_goes_back_to_the_caller(env: Any) -> None:
     emu, base, session = env
-    clock, outcomes = FakeClock(), Outcomes()
+    clock, outcomes = FakeClock(1000.0), Outcomes()
     emu.fail(Fault("429", retry_after="3600"), path="/data")
     with pytest.raises(RateLimitedError) as info:
         await client(session, clock, outcomes, max_retry_after=60).get_json(base + "data")
@@ -152,7 +140,7 @@ async def test_long_retry_after_goes_back_to_the_caller(env: Any) -> None:
 
 async def test_total_timeout_bounds_the_waiting(env: Any) -> None:
     emu, base, session = env
-    clock, outcomes = FakeClock(), Outcomes()
+    clock, outcomes = FakeClock(1000.0), Outcomes()
     emu.fail(Fault("429", retry_after="30"), path="/data", times=-1)
     with pytest.raises(RateLimitedError):
         await client(session, clock, outcomes, total_timeout=100, max_attempts=10).get_json(base + "data")
@@ -163,7 +151,7 @@ async def test_total_timeout_bounds_the_waiting(env: Any) -> None:
 @pytest.mark.parametrize(("status", "error"), [("401", AuthError), ("403", AuthError), ("404", RequestError)])
 async def test_client_errors_are_not_retried(env: Any, status: str, error: type[Exception]) -> None:
     emu, base, session = env
-    clock, outcomes = FakeClock(), Outcomes()
+    clock, outcomes = FakeClock(1000.0), Outcomes()
     emu.fail(Fault(status), path="/data")
     with pytest.raises(error, match=f"HTTP {status}"):
         await client(session, clock, outcomes).get_json(base + "data")
@@ -173,7 +161,7 @@ async def test_client_errors_are_not_retried(env: Any, status: str, error: type[
 
 async def test_slow_response_times_out_and_is_retried(env: Any) -> None:
     emu, base, session = env
-    clock, outcomes = FakeClock(), Outcomes()
+    clock, outcomes = FakeClock(1000.0), Outcomes()
     emu.fail(Fault("slow", delay=2.0), path="/data", times=1)
     result = await client(session, clock, outcomes, request_timeout=0.2).get_json(base + "data")
     assert result == {"ok": 1}
@@ -182,7 +170,7 @@ async def test_slow_response_times_out_and_is_retried(env: Any) -> None:
 
 async def test_persistent_timeouts_raise_unavailable(env: Any) -> None:
     emu, base, session = env
-    clock, outcomes = FakeClock(), Outcomes()
+    clock, outcomes = FakeClock(1000.0), Outcomes()
     emu.fail(Fault("slow", delay=2.0), path="/data", times=-1)
     with pytest.raises(UnavailableError, match=r"within 0\.2 s") as info:
         await client(session, clock, outcomes, request_timeout=0.2, max_attempts=2).get_json(base + "data")
@@ -192,7 +180,7 @@ async def test_persistent_timeouts_raise_unavailable(env: Any) -> None:
 @pytest.mark.parametrize("kind", ["truncated", "malformed"])
 async def test_bodies_that_are_not_json_are_malformed(env: Any, kind: str) -> None:
     emu, base, session = env
-    clock, outcomes = FakeClock(), Outcomes()
+    clock, outcomes = FakeClock(1000.0), Outcomes()
     emu.fail(Fault(kind), path="/data")
     with pytest.raises(MalformedError, match="not valid JSON"):
         await client(session, clock, outcomes).get_json(base + "data")
@@ -201,14 +189,14 @@ async def test_bodies_that_are_not_json_are_malformed(env: Any, kind: str) -> No
 
 async def test_connection_cut_mid_body_is_a_retried_network_error(env: Any) -> None:
     emu, base, session = env
-    clock, outcomes = FakeClock(), Outcomes()
+    clock, outcomes = FakeClock(1000.0), Outcomes()
     emu.fail(Fault("cut"), path="/data")
     assert await client(session, clock, outcomes).get_json(base + "data") == {"ok": 1}
     assert [o[1] for o in outcomes] == ["network", "ok"]
 
 
 async def test_connection_refused_is_network(unused_tcp_port: int) -> None:
-    clock, outcomes = FakeClock(), Outcomes()
+    clock, outcomes = FakeClock(1000.0), Outcomes()
     async with aiohttp.ClientSession() as session:
         http = client(session, clock, outcomes, max_attempts=2)
         with pytest.raises(UnavailableError) as info:
@@ -219,13 +207,13 @@ async def test_connection_refused_is_network(unused_tcp_port: int) -> None:
 
 async def test_nan_literal_still_decodes_so_validation_can_reject_one_value(env: Any) -> None:
     _, base, session = env
-    value = await client(session, FakeClock(), Outcomes()).get_json(base + "nan")
+    value = await client(session, FakeClock(1000.0), Outcomes()).get_json(base + "nan")
     assert value["v"] != value["v"]  # NaN
 
 
 async def test_oversized_bodies_are_refused(env: Any) -> None:
     _, base, session = env
-    http = client(session, FakeClock(), Outcomes())
+    http = client(session, FakeClock(1000.0), Outcomes())
     http.max_body_bytes = 5
     with pytest.raises(MalformedError, match="exceeds the 5 byte limit"):
         await http.get_json(base + "data")
@@ -233,14 +221,14 @@ async def test_oversized_bodies_are_refused(env: Any) -> None:
 
 async def test_json_is_asked_for(env: Any) -> None:
     emu, base, session = env
-    await client(session, FakeClock(), Outcomes()).get_json(base + "data")
+    await client(session, FakeClock(1000.0), Outcomes()).get_json(base + "data")
     assert emu.requests[0].headers["Accept"] == "application/json"
 
 
 async def test_redirects_are_not_followed(env: Any) -> None:
     _, base, session = env
     with pytest.raises(RequestError, match="HTTP 302"):
-        await client(session, FakeClock(), Outcomes()).get_json(
+        await client(session, FakeClock(1000.0), Outcomes()).get_json(
             base + "redirect", headers={"auth-token": TOKEN.reveal()}
         )
 
@@ -248,7 +236,7 @@ async def test_redirects_are_not_followed(env: Any) -> None:
 async def test_secrets_echoed_by_the_server_never_reach_the_error(env: Any) -> None:
     _, base, session = env
     with pytest.raises(AuthError) as info:
-        await client(session, FakeClock(), Outcomes()).get_json(
+        await client(session, FakeClock(1000.0), Outcomes()).get_json(
             base + "echo-auth", headers={"Authorization": f"Bearer {TOKEN.reveal()}"}
         )
     assert TOKEN.reveal() not in str(info.value)
@@ -270,7 +258,7 @@ async def test_a_broken_observer_does_not_fail_the_request(env: Any) -> None:
 
 
 async def test_token_bucket_allows_a_burst_then_paces() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     bucket = TokenBucket(rate=2.0, burst=3, clock=clock, sleep=clock.sleep)
     for _ in range(5):
         await bucket.acquire()
@@ -278,7 +266,7 @@ async def test_token_bucket_allows_a_burst_then_paces() -> None:
 
 
 async def test_token_bucket_refuses_a_wait_past_the_deadline() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     bucket = TokenBucket(rate=0.1, burst=1, clock=clock, sleep=clock.sleep)
     await bucket.acquire()
     with pytest.raises(RateLimitedError, match="client-side rate limit") as info:
@@ -288,7 +276,7 @@ async def test_token_bucket_refuses_a_wait_past_the_deadline() -> None:
 
 async def test_rate_limit_paces_requests_through_the_client(env: Any) -> None:
     emu, base, session = env
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     http = client(session, clock, Outcomes())
     http.bucket = TokenBucket(rate=1.0, burst=1, clock=clock, sleep=clock.sleep)
     await asyncio.gather(*(http.get_json(base + "data") for _ in range(3)))
