@@ -116,3 +116,17 @@ def test_cli_reports_a_trace_too_short_for_the_simulation(
     short = _synthetic_trace(tmp_path / "short.csv", days=3)
     assert carbon_eval.main(["--quick", "--trace", str(short), "--out", str(tmp_path / "o")]) == 2
     assert "too short" in capsys.readouterr().err
+
+
+def test_replot_redraws_every_plot_from_the_json(result: tuple[dict[str, object], Path]) -> None:
+    _, out = result
+    for name in ("carbon_policies.png", "carbon_weight.png", "carbon_slack.png"):
+        (out / name).unlink()
+    assert carbon_eval.main(["--replot", "--out", str(out)]) == 0
+    for name in ("carbon_policies.png", "carbon_weight.png", "carbon_slack.png"):
+        assert (out / name).read_bytes()[:8] == PNG_MAGIC
+
+
+def test_replot_without_results_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert carbon_eval.main(["--replot", "--out", str(tmp_path)]) == 2
+    assert "cannot replot" in capsys.readouterr().err
