@@ -36,6 +36,9 @@ controlplane:
 bench: venv
 	$(PY) -m bench
 
+bench-smoke: venv
+	$(PY) -m bench --quick
+
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
