@@ -162,7 +162,10 @@ async def test_timeout_is_bounded(fake_kube: FakeKube, api: client.ApiClient) ->
     fake_kube.add_pod("ns1", "web", uid="uid-1")
     fake_kube.binding_delay = 1.0
     binder = Binder(api, timeout=0.1)
-    err = await binder.bind("ns1", "web", "uid-1", "node-a")
+    try:
+        err = await binder.bind("ns1", "web", "uid-1", "node-a")
+    finally:
+        await binder.close()
     assert err is not None
     assert "timed out" in err
     assert binder.results["error"] == 1
@@ -171,7 +174,10 @@ async def test_timeout_is_bounded(fake_kube: FakeKube, api: client.ApiClient) ->
 async def test_unreachable_api_server_is_an_error(fake_kube: FakeKube, api: client.ApiClient) -> None:
     await fake_kube.stop()
     binder = Binder(api, timeout=2.0)
-    err = await binder.bind("ns1", "web", "uid-1", "node-a")
+    try:
+        err = await binder.bind("ns1", "web", "uid-1", "node-a")
+    finally:
+        await binder.close()
     assert err is not None
     assert "ns1/web" in err
 
@@ -185,8 +191,11 @@ async def test_on_result_callback(fake_kube: FakeKube, api: client.ApiClient) ->
     seen: list[str] = []
     fake_kube.add_pod("ns1", "web", uid="uid-1")
     binder = Binder(api, on_result=seen.append)
-    await binder.bind("ns1", "web", "uid-1", "node-a")
-    await binder.bind("ns1", "web", "uid-1", "node-b")
+    try:
+        await binder.bind("ns1", "web", "uid-1", "node-a")
+        await binder.bind("ns1", "web", "uid-1", "node-b")
+    finally:
+        await binder.close()
     assert seen == ["bound", "conflict"]
 
 
