@@ -145,7 +145,9 @@ async def serve(settings: ExtenderSettings, stop: asyncio.Event | None = None) -
         from extender.binder import Binder as KubeBinder
 
         binder = KubeBinder(
-            api, settings.bind_timeout, on_result=lambda result: metrics.bind_outcomes.labels(result).inc()
+            api,
+            settings.bind_timeout,
+            on_result=lambda result: metrics.child(metrics.bind_outcomes, result).inc(),
         )
 
     if settings.snapshot_file is not None:

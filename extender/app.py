@@ -266,8 +266,9 @@ class _Timer:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.metrics.request_duration.labels(self.verb).observe(time.perf_counter() - self.start)
-        self.metrics.requests.labels(self.verb, self.outcome).inc()
+        m = self.metrics
+        m.child(m.request_duration, self.verb).observe(time.perf_counter() - self.start)
+        m.child(m.requests, self.verb, self.outcome).inc()
 
 
 # --- verbs ----------------------------------------------------------------------------------------
@@ -296,7 +297,7 @@ async def filter_handler(request: web.Request) -> web.Response:
             return _json(wire.filter_result(args, None, {}, {}))
         for zone, decision in failing.items():
             reason = "over_cap" if decision.status == "fresh" else "unknown_denied"
-            state.metrics.nodes_filtered.labels(reason).inc(counts[zone])
+            state.metrics.child(state.metrics.nodes_filtered, reason).inc(counts[zone])
         key = {z: d.reason or "carbon policy" for z, d in failing.items()}
         if entry is not None and entry.filter_output is not None and entry.filter_key == key:
             return _json(entry.filter_output)
@@ -334,7 +335,7 @@ async def prioritize_handler(request: web.Request) -> web.Response:
             metrics.scores.add(decision.score, counts[zone])
             if decision.neutral:
                 reason = "opt_out" if policy.opt_out else decision.status
-                metrics.neutral.labels(reason).inc(counts[zone])
+                metrics.child(metrics.neutral, reason).inc(counts[zone])
                 if reason in ("stale", "missing"):
                     _warn_no_data(state, zone, decision)
         state.decisions.put(
@@ -382,7 +383,7 @@ async def bind_handler(request: web.Request) -> web.Response:
             timer.outcome = "bad_request"
             return _json(orjson.dumps({"Error": str(exc)}), 400)
         if state.binder is None:
-            state.metrics.binds.labels("disabled").inc()
+            state.metrics.child(state.metrics.binds, "disabled").inc()
             timer.outcome = "ok"
             return _json(wire.binding_result(BIND_DISABLED))
         record = state.decisions.pop(args.pod_uid, state.monotonic())
@@ -407,7 +408,7 @@ async def bind_handler(request: web.Request) -> web.Response:
             annotations = {state.settings.annotation_prefix + "decision": orjson.dumps(note).decode()}
         error = await _bind(state, args, annotations)
         if error is None:
-            state.metrics.binds.labels("success").inc()
+            state.metrics.child(state.metrics.binds, "success").inc()
             if decision.avoided is not None:
                 state.metrics.avoided.observe(decision.avoided)
             log.info(
@@ -422,7 +423,7 @@ async def bind_handler(request: web.Request) -> web.Response:
                 },
             )
         else:
-            state.metrics.binds.labels("error").inc()
+            state.metrics.child(state.metrics.binds, "error").inc()
             log.warning("bind failed", extra={"pod": f"{args.pod_namespace}/{args.pod_name}", "error": error})
         timer.outcome = "ok"
         return _json(wire.binding_result(error or ""))

@@ -7,9 +7,11 @@ instead of being pushed on every change: the request path never pays for them.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any, TypeVar, cast
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
 
 from carbon_common.kube import WatchStats
@@ -18,6 +20,7 @@ from extender.carbon import CarbonState
 from extender.nodes import NodeLookup
 
 NS = "carbon_extender"
+_M = TypeVar("_M", bound=MetricWrapperBase)
 # kube-scheduler gives an extender 5 s; typical answers take well under a millisecond.
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 # No negative bounds: prometheus-client drops _sum from a histogram with negative buckets, and the sum
@@ -156,3 +159,14 @@ class ExtenderMetrics:
             registry=r,
         )
         r.register(_StateCollector(nodes, carbon, self.scores))
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+    def child(self, metric: _M, *values: str) -> _M:
+        """`metric.labels(*values)`, memoized: labels() re-validates and takes a lock on every call,
+        which at several calls per scheduled pod showed up in the profile. Label sets are small and
+        fixed (verbs, outcomes, reasons), so the memo stays small."""
+        key = (id(metric), values)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*values)
+        return cast(_M, found)

@@ -18,6 +18,7 @@ from aiohttp.test_utils import TestClient
 from carbon_common.snapshot import Snapshot, ZoneReading
 from extender.app import create_app
 from extender.carbon import CarbonState, CarbonView
+from extender.metrics import ExtenderMetrics
 from extender.nodes import StaticNodeCache
 from extender.settings import ExtenderSettings
 from extender.zones import ZoneResolver
@@ -118,3 +119,14 @@ async def test_node_cache_counters_are_exported(
     assert "carbon_extender_node_cache_errors_total 1.0" in text
     assert "carbon_extender_node_cache_relists_410_total 0.0" in text
     await cache.stop()
+
+
+def test_child_is_the_labelled_series_and_is_reused() -> None:
+    metrics = ExtenderMetrics(Lookup(), CarbonState())
+    first = metrics.child(metrics.binds, "success")
+    assert first is metrics.child(metrics.binds, "success")
+    assert first is not metrics.child(metrics.binds, "error")
+    first.inc()
+    first.inc()
+    assert metrics.registry.get_sample_value("carbon_extender_binds_total", {"result": "success"}) == 2.0
+    assert metrics.registry.get_sample_value("carbon_extender_binds_total", {"result": "error"}) == 0.0
