@@ -1,12 +1,12 @@
 """Scheduling throughput of the real kube-scheduler with our extender configured, against no extender.
 
-    python -m bench.scheduler_throughput [--pods 1000 --nodes 500] [--rounds 1] [--quick]
+    python -m bench.scheduler_throughput [--pods 1000 --nodes 500] [--rounds 1] [--quick] [--no-filter]
 
 One run starts one control plane (etcd, kube-apiserver), one node set and one extender, then runs
 each arm on it in turn with its own kube-scheduler process: "baseline" (no extender) and "extender"
-(the chart's KubeSchedulerConfiguration: filter, prioritize and bind through the extender). Each arm
-creates its pods in a fresh namespace from several client threads, and a watch records when each pod
-gets its node. Throughput = pods / (all bound - first create), the figure a user waits on; the
+(the chart's KubeSchedulerConfiguration: filter, prioritize and bind through the extender; no filter
+with --no-filter, the chart's extender.filter=false). Each arm creates its pods in a fresh namespace
+from several client threads, and a watch records when each pod gets its node. Throughput = pods / (all bound - first create), the figure a user waits on; the
 bind window (first bind to last bind) is reported too, as it excludes the client's create rate.
 Result: ratio = extender / baseline (target >= 0.85), written to bench/results/scheduler_throughput.json.
 """
@@ -253,6 +253,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--extender-args", default="", help="extra extender flags, e.g. '--no-annotate-decision'"
     )
+    parser.add_argument(
+        "--no-filter",
+        dest="filter",
+        action="store_false",
+        help="render the chart with extender.filter=false (no filterVerb: caps are not enforced)",
+    )
     parser.add_argument("--quick", action="store_true", help="100 pods on 50 nodes (smoke run)")
     parser.add_argument("--output", type=Path, help="default bench/results/scheduler_throughput[-quick].json")
     args = parser.parse_args(argv)
@@ -315,11 +321,13 @@ def _run(args: argparse.Namespace, binaries: Binaries, workdir: Path) -> Results
         )
         try:
             url = f"http://127.0.0.1:{extender.port}"
+            values = scheduler_values("bench-extender", extender_url=url)
+            # The chart's extender.filter value (default true): --no-filter measures the cheaper setup
+            # for clusters without max-intensity caps.
+            values["extender"]["filter"] = args.filter
             configs = {
                 "baseline": plain_scheduler_config("bench-baseline"),
-                "extender": render_scheduler_config(
-                    scheduler_values("bench-extender", extender_url=url), workdir
-                ),
+                "extender": render_scheduler_config(values, workdir),
             }
             results: dict[str, list[ArmResult]] = {"baseline": [], "extender": []}
             processes = {p.name: p.pid for p in plane.processes} | {"extender": extender.process.pid}
@@ -361,6 +369,7 @@ def _report(args: argparse.Namespace, measured: Results, output: Path) -> int:
         "rounds": args.rounds,
         "client_workers": args.workers,
         "extender_args": args.extender_args,
+        "extender_filter_verb": args.filter,
         "baseline": [asdict(r) for r in results["baseline"]],
         "extender": [asdict(r) for r in results["extender"]],
         "extender_server_time": latency,

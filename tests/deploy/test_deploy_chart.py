@@ -89,6 +89,7 @@ def test_scheduler_config_follows_values(tmp_path: Path) -> None:
             "ignorable": False,
             "httpTimeout": "2500ms",
             "nodeCacheCapable": False,
+            "filter": False,
             "bind": False,
             "managedResources": [{"name": "example.com/green", "ignoredByScheduler": True}],
             "tls": {
@@ -107,6 +108,8 @@ def test_scheduler_config_follows_values(tmp_path: Path) -> None:
     assert config["profiles"] == [{"schedulerName": "green"}]
     (extender,) = config["extenders"]
     assert "bindVerb" not in extender
+    assert "filterVerb" not in extender
+    assert (extender["prioritizeVerb"], extender["preemptVerb"]) == ("prioritize", "preempt")
     assert extender["urlPrefix"] == "https://127.0.0.1:9443"
     assert (extender["weight"], extender["ignorable"], extender["httpTimeout"]) == (3, False, "2500ms")
     assert extender["nodeCacheCapable"] is False

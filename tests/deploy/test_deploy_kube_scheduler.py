@@ -132,6 +132,7 @@ def test_kube_scheduler_accepts_ca_data_and_managed_resources(kube_scheduler: Pa
             "leaderElection": {"enabled": False},
         },
         "extender": {
+            "filter": False,
             "bind": False,
             "nodeCacheCapable": False,
             "httpTimeout": "1500ms",

@@ -112,7 +112,9 @@ value fails at render time with a clear message instead of crash-looping kube-sc
 {{- $_ := set $seen .name true }}
 {{- end }}
 - urlPrefix: {{ include "carbon-aware-scheduler.extenderURL" . | quote }}
+  {{- if $e.filter }}
   filterVerb: filter
+  {{- end }}
   prioritizeVerb: prioritize
   preemptVerb: preempt
   {{- if $e.bind }}
