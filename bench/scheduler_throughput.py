@@ -6,8 +6,9 @@ One run starts one control plane (etcd, kube-apiserver), one node set and one ex
 each arm on it in turn with its own kube-scheduler process: "baseline" (no extender) and "extender"
 (the chart's KubeSchedulerConfiguration: filter, prioritize and bind through the extender; no filter
 with --no-filter, the chart's extender.filter=false). Each arm creates its pods in a fresh namespace
-from several client threads, and a watch records when each pod gets its node. Throughput = pods / (all bound - first create), the figure a user waits on; the
-bind window (first bind to last bind) is reported too, as it excludes the client's create rate.
+from several client threads, and a watch records when each pod gets its node. Throughput = pods /
+(all bound - first create), the figure a user waits on; the bind window (first bind to last bind)
+is reported too, as it excludes the client's create rate.
 Result: ratio = extender / baseline (target >= 0.85), written to bench/results/scheduler_throughput.json.
 """
 
