@@ -1,17 +1,23 @@
 """Forecasts: the provider's own when it offers one, otherwise a baseline built from history.
 
-Pure functions, no I/O. The baseline for lead time L hours, issued after the last observed hour t0, is
+Pure functions, no I/O. The baseline for lead time L hours, issued after the last observed hour t0,
+for the target hour t = t0 + L, is
 
-    F(L) = w(L) * (last + profile(h(t0 + L)) - profile(h(t0)))  +  (1 - w(L)) * profile(h(t0 + L))
-    w(L) = exp(-L / TAU_HOURS)            (TAU_HOURS = 48)
-    profile(h) = mean of the observations at hour-of-day h over the last PROFILE_DAYS (7) days
+    typical(t) = P(h(t)) + r(L) * (x(t - 7 d) - P(h(t)))     r(L) = WEEK_WEIGHT * min(L, 24) / 24
+    F(L)       = w(L) * max(0, typical(t) + x(t0) - P(h(t0)))  +  (1 - w(L)) * typical(t)
+    w(L)       = exp(-L / TAU_HOURS)
+    P(h)       = mean of the observations at hour-of-day h over the last PROFILE_DAYS (7) days
 
-The first term is persistence of the current *level* moved along the zone's daily shape (weather and
-plant outages persist for days; solar and demand follow the clock); the second is the plain daily
-profile, which takes over slowly as the lead grows. The weights were chosen on the 2019 ENTSO-E replay
-traces (bench/forecast_mape.py): tau 3 h without the shape term gave 14.7 % mean day-ahead MAPE, tau
-24 h 11.9 %, the shape term with tau 48 h 11.0 %. With no history for an hour of day the profile is the
-mean of everything seen; with no history at all there is no forecast (never a guess).
+The daily profile P carries the clock (solar, demand); last week's deviation from it at the same hour
+carries the weekly cycle (weekends, Monday mornings), shrunk to WEEK_WEIGHT because one week is a noisy
+sample, and ramped in over the first day because at short leads the current level says more. The
+current deviation x(t0) - P(h(t0)) (weather, outages) persists and decays with TAU_HOURS. Without an
+observation one week before the target there is no weekly term; without history for an hour of day the
+profile is the mean of everything seen; with no history at all there is no forecast (never a guess).
+
+TAU_HOURS and WEEK_WEIGHT were chosen on 2019-01..06 of the ENTSO-E replay traces only, for the
+deferral planner's share of the oracle's saving (what the baseline is for: ranking the next day's hours)
+and reported on 2019-07..12 held out; docs/feed.md has the numbers and the method.
 bench/forecast_mape.py measures it against persistence and same-hour-yesterday on the replay traces.
 """
 
@@ -23,8 +29,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-TAU_HOURS = 48.0
+TAU_HOURS = 24.0
+WEEK_WEIGHT = 0.2
 PROFILE_DAYS = 7
+WEEK = timedelta(days=7)
 HOUR = timedelta(hours=1)
 BASELINE = "baseline"
 """Provider name under which the baseline's own forecasts are stored (for its error metrics)."""
@@ -70,8 +78,15 @@ def baseline_forecast(
     *,
     tau_hours: float = TAU_HOURS,
     profile_days: int = PROFILE_DAYS,
+    week_weight: float = WEEK_WEIGHT,
 ) -> list[ForecastValue]:
     """Hourly baseline for the `horizon_hours` after the last observed hour ([] without history)."""
+    if not tau_hours > 0:
+        raise ValueError(f"tau_hours must be > 0, got {tau_hours}")
+    if profile_days < 1:
+        raise ValueError(f"profile_days must be >= 1, got {profile_days}")
+    if not 0 <= week_weight <= 1:
+        raise ValueError(f"week_weight must be within [0, 1], got {week_weight}")
     series = hourly(observations)
     if not series or horizon_hours <= 0:
         return []
@@ -94,6 +109,11 @@ def baseline_forecast(
     for lead in range(1, horizon_hours + 1):
         target = last_hour + lead * HOUR
         typical = profile(target.hour)
+        last_week = series.get(target - WEEK)
+        if last_week is not None:
+            # a convex mix of two non-negative values: never below zero
+            ramp = week_weight * min(lead, 24) / 24
+            typical += ramp * (last_week - typical)
         weight = persistence_weight(lead, tau_hours)
         # max(0): a steep daily shape must not push a low current level below zero
         shaped = max(0.0, last + typical - now_profile)

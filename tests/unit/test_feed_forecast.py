@@ -9,6 +9,7 @@ import pytest
 
 from carbon_feed.forecast import (
     TAU_HOURS,
+    WEEK_WEIGHT,
     baseline_forecast,
     hourly,
     lead_bucket,
@@ -45,12 +46,59 @@ def test_blend_of_shaped_persistence_and_daily_profile() -> None:
         assert point.start == target
         w = math.exp(-lead / TAU_HOURS)
         typical = profile_23 if target.hour == 23 else 100.0 + target.hour
+        # one week back the target hour read 100 + h (the spike is newer): the weekly term pulls
+        # 23:00 back from the spiked profile towards that
+        ramp = WEEK_WEIGHT * min(lead, 24) / 24
+        typical += ramp * (100.0 + target.hour - typical)
         shaped = 500.0 + typical - profile_23
         assert point.intensity == pytest.approx(w * shaped + (1 - w) * typical)
     # the level persists and follows the daily shape (00:00 is 23 below 23:00's profile) ...
     assert forecast[0].intensity > 300
     # ... and relaxes towards the profile as the lead grows
     assert abs(forecast[23].intensity - profile_23) < abs(forecast[0].intensity - 100.0)
+
+
+def _weekly(moment: datetime) -> float:
+    """Weekdays read 400, weekends 200 (a demand-driven grid), on top of a small daily shape."""
+    return (200.0 if moment.weekday() >= 5 else 400.0) + moment.hour
+
+
+def test_captures_a_weekly_pattern() -> None:
+    # two weeks of history ending on a Friday 23:00: the 7-day profile averages weekdays and the
+    # weekend, but last week's Saturday says the next day is cleaner, and the forecast must say so too
+    end = datetime(2026, 11, 13, 23, 0, tzinfo=UTC)
+    assert end.weekday() == 4
+    history = [(end - i * H, _weekly(end - i * H)) for i in range(14 * 24)]
+    forecast = baseline_forecast(history, 24)
+    week_blind = baseline_forecast(history, 24, week_weight=0.0)
+    assert all(p.start.weekday() == 5 for p in forecast)
+    gaps = [b.intensity - p.intensity for p, b in zip(forecast, week_blind, strict=True)]
+    assert all(gap > 0 for gap in gaps)
+    # the weekly term ramps in over the first day, to WEEK_WEIGHT of last week's deviation
+    assert gaps == sorted(gaps)
+    profile_23 = (5 * 400.0 + 2 * 200.0) / 7 + 23
+    assert gaps[-1] == pytest.approx(WEEK_WEIGHT * (profile_23 - _weekly(end + 24 * H - 7 * 24 * H)))
+
+
+def test_no_weekly_term_without_last_weeks_data() -> None:
+    # only 3 days of history: there is no same-hour-last-week, so the weekly weight changes nothing
+    history = [(T0 + i * H, 100.0 + 50 * ((T0 + i * H).hour % 5)) for i in range(72)]
+    assert baseline_forecast(history, 24) == baseline_forecast(history, 24, week_weight=0.0)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"tau_hours": 0.0},
+        {"tau_hours": -1.0},
+        {"profile_days": 0},
+        {"week_weight": 1.5},
+        {"week_weight": -0.1},
+    ],
+)
+def test_bad_parameters_are_refused(kwargs: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
+        baseline_forecast([(T0, 100.0)], 24, **kwargs)  # type: ignore[arg-type]
 
 
 def test_shaped_persistence_never_goes_negative() -> None:
