@@ -10,6 +10,9 @@ error against the trace is averaged over all 24 leads and all issue times:
 - persistence: the last observed hour, repeated
 - same-hour-yesterday: the value 24 hours before each target hour
 
+The baseline's parameters were chosen on the first half of the trace's year (issue times before
+1 July, "train"); the second half ("test") is held out. Both halves are reported, and the whole year.
+
 Writes a table to stdout and bench/results/forecast_mape.json (--quick: forecast_mape_quick.json).
 Nothing is timed or asserted.
 """
@@ -23,7 +26,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from carbon_feed.forecast import PROFILE_DAYS, TAU_HOURS, baseline_forecast
+from carbon_feed.forecast import PROFILE_DAYS, TAU_HOURS, WEEK_WEIGHT, baseline_forecast
 from carbon_feed.traces import default_trace_path, load_trace
 
 H = timedelta(hours=1)
@@ -31,16 +34,27 @@ RESULTS = Path(__file__).resolve().parent / "results" / "forecast_mape.json"
 QUICK_RESULTS = RESULTS.with_name("forecast_mape_quick.json")  # a smoke run never overwrites the real one
 HORIZON = 24
 METHODS = ("baseline", "persistence", "same_hour_yesterday")
+PERIODS = ("train", "test")
+Row = dict[str, float | int]
 
 
-def evaluate(series: dict[datetime, float], issue_every: int, days: int | None) -> dict[str, float | int]:
+def split_time(first_issue: datetime) -> datetime:
+    """Issue times before 1 July of the first issue's year are the training half (the baseline's
+    parameters were chosen there); the trace's first hour can be the previous year's last (UTC)."""
+    return datetime(first_issue.year, 7, 1, tzinfo=first_issue.tzinfo)
+
+
+def evaluate(series: dict[datetime, float], issue_every: int, days: int | None) -> dict[str, Row]:
+    """MAPE per method for the whole trace ("all") and for its training and held-out halves."""
     hours = sorted(series)
     first, last = hours[0], hours[-1]
     warmup = first + timedelta(days=PROFILE_DAYS + 1)
     end = last - HORIZON * H if days is None else min(last - HORIZON * H, warmup + timedelta(days=days))
-    errors: dict[str, list[float]] = {m: [] for m in METHODS}
+    split = split_time(warmup)
+    errors: dict[str, dict[str, list[float]]] = {p: {m: [] for m in METHODS} for p in PERIODS}
     issue = warmup
     while issue <= end:
+        period = errors["train" if issue < split else "test"]
         # history strictly before the issue time: the hour starting at `issue` is not known yet
         window = [
             (h, series[h]) for h in _range(issue - timedelta(days=PROFILE_DAYS + 1), issue) if h in series
@@ -53,13 +67,23 @@ def evaluate(series: dict[datetime, float], issue_every: int, days: int | None) 
                 yesterday = series.get(target - timedelta(days=1))
                 if not actual or yesterday is None or target not in baseline:
                     continue
-                errors["baseline"].append(abs(baseline[target] - actual) / actual)
-                errors["persistence"].append(abs(last_value - actual) / actual)
-                errors["same_hour_yesterday"].append(abs(yesterday - actual) / actual)
+                period["baseline"].append(abs(baseline[target] - actual) / actual)
+                period["persistence"].append(abs(last_value - actual) / actual)
+                period["same_hour_yesterday"].append(abs(yesterday - actual) / actual)
         issue += issue_every * H
-    result: dict[str, float | int] = {m: 100 * sum(v) / len(v) for m, v in errors.items() if v}
+    merged = {m: errors["train"][m] + errors["test"][m] for m in METHODS}
+    return {"all": _mape(merged), **{p: _mape(errors[p]) for p in PERIODS}}
+
+
+def _mape(errors: dict[str, list[float]]) -> Row:
+    result: Row = {m: 100 * sum(v) / len(v) for m, v in errors.items() if v}
     result["samples"] = len(errors["baseline"])
     return result
+
+
+def _means(rows: dict[str, Row]) -> dict[str, float]:
+    complete = [r for r in rows.values() if all(m in r for m in METHODS)]
+    return {m: sum(float(r[m]) for r in complete) / len(complete) for m in METHODS} if complete else {}
 
 
 def _range(start: datetime, stop: datetime) -> list[datetime]:
@@ -68,6 +92,11 @@ def _range(start: datetime, stop: datetime) -> list[datetime]:
         out.append(start)
         start += H
     return out
+
+
+def _split_label(trace: dict[str, list[tuple[datetime, float]]]) -> str:
+    first = min(points[0][0] for points in trace.values() if points)
+    return split_time(first + timedelta(days=PROFILE_DAYS + 1)).date().isoformat()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,9 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     path = Path(args.trace) if args.trace else default_trace_path()
     trace = load_trace(path)
     issue_every, days = (24, 60) if args.quick else (6, None)
-    rows: dict[str, dict[str, float | int]] = {}
-    for zone, points in sorted(trace.items()):
-        rows[zone] = evaluate(dict(points), issue_every, days)
+    by_zone = {zone: evaluate(dict(points), issue_every, days) for zone, points in sorted(trace.items())}
+    rows = {zone: r["all"] for zone, r in by_zone.items()}
+    periods = {p: {zone: r[p] for zone, r in by_zone.items() if r[p]["samples"]} for p in PERIODS}
     header = f"{'zone':6} {'baseline':>9} {'persistence':>12} {'same-hour-yday':>15} {'samples':>8}"
     print(f"Day-ahead MAPE (%), leads 1-24 h, trace {path.name}, issue every {issue_every} h")
     print(header)
@@ -92,9 +121,13 @@ def main(argv: list[str] | None = None) -> int:
             f"{zone:6} {r['baseline']:9.1f} {r['persistence']:12.1f} {r['same_hour_yesterday']:15.1f}"
             f" {r['samples']:8d}"
         )
-    means = {m: sum(float(r[m]) for r in rows.values()) / len(rows) for m in METHODS}
+    means = _means(rows)
     b, p, y = (means[m] for m in METHODS)
     print(f"{'mean':6} {b:9.1f} {p:12.1f} {y:15.1f}")
+    for period, period_rows in periods.items():
+        if period_rows:
+            b, p, y = (_means(period_rows)[m] for m in METHODS)
+            print(f"{period:6} {b:9.1f} {p:12.1f} {y:15.1f}   (mean over zones, issue times in {period})")
     out = args.out or (QUICK_RESULTS if args.quick else RESULTS)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(
@@ -106,10 +139,18 @@ def main(argv: list[str] | None = None) -> int:
                 "quick": args.quick,
                 "issueEveryHours": issue_every,
                 "horizonHours": HORIZON,
-                "baseline": {"tauHours": TAU_HOURS, "profileDays": PROFILE_DAYS},
+                "baseline": {"tauHours": TAU_HOURS, "profileDays": PROFILE_DAYS, "weekWeight": WEEK_WEIGHT},
                 "unit": "percent",
                 "zones": rows,
                 "mean": means,
+                "periods": {
+                    p: {
+                        "issuedFrom" if p == "test" else "issuedBefore": _split_label(trace),
+                        "zones": r,
+                        "mean": _means(r),
+                    }
+                    for p, r in periods.items()
+                },
                 "python": platform.python_version(),
             },
             indent=2,
