@@ -183,7 +183,19 @@ class ControlPlane:
             what="kube-apiserver /readyz",
             watch=self.processes,
             interval=0.25,
+            context=self._readyz_verbose,
         )
+
+    def _readyz_verbose(self) -> str:
+        """Which readiness checks still fail: the one thing worth reading when the apiserver is slow."""
+        headers = {"Authorization": f"Bearer {self.token}"}
+        context = ssl.create_default_context(cafile=str(self.pki.ca_file))
+        try:
+            status, body = http_get(f"{self.server}/readyz?verbose", headers=headers, context=context)
+        except OSError as exc:
+            return f"/readyz?verbose: {exc}"
+        failing = [line for line in body.decode(errors="replace").splitlines() if "[-]" in line]
+        return f"/readyz?verbose answered {status}; failing checks: {failing or 'none listed'}"
 
     def _write_kubeconfig(self) -> None:
         self.write_kubeconfig(self.kubeconfig, self.token, ADMIN_USER)
