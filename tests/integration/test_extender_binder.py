@@ -207,3 +207,18 @@ async def test_garbage_answer_is_an_error_not_an_exception(fake_kube: FakeKube, 
     assert err is not None
     assert "ns1/web" in err
     assert binder.results["error"] == 1
+
+
+def test_env_proxy_follows_the_environment_like_trust_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The direct Binding POST resolves the proxy once; it must pick what aiohttp's trust_env would.
+    from yarl import URL
+
+    from extender.binder import _env_proxy
+
+    for var in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    assert _env_proxy(URL("https://10.0.0.1:6443")) is None
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:3128")
+    assert _env_proxy(URL("https://10.0.0.1:6443")) == "http://127.0.0.1:3128"
+    monkeypatch.setenv("NO_PROXY", "10.0.0.1")
+    assert _env_proxy(URL("https://10.0.0.1:6443")) is None
