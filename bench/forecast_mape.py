@@ -6,7 +6,7 @@ For every issue time (every 6 hours; --quick: every 24 hours over the first 60 d
 forecasts the next 24 hours from the history before the issue time only, and the absolute percentage
 error against the trace is averaged over all 24 leads and all issue times:
 
-- baseline: carbon_feed.forecast.baseline_forecast (persistence blended into a 7-day daily profile)
+- baseline: carbon_feed.forecast.baseline_forecast (7-day daily profile, a weekly term, decaying persistence)
 - persistence: the last observed hour, repeated
 - same-hour-yesterday: the value 24 hours before each target hour
 
