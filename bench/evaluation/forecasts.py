@@ -1,9 +1,10 @@
 """Forecasts the deferral policy plans with: never the future itself.
 
-The feed's baseline forecaster (``carbon_feed.forecast.baseline_forecast``: persistence blended into a
-7-day hour-of-day profile) is what the product uses when a provider offers no forecast, so it is the
-default here. A seasonal-naive forecast (each future hour = the same hour of the most recent observed
-day) is kept as a second, classic baseline. The result JSON records which one ran.
+The feed's baseline forecaster (``carbon_feed.forecast.baseline_forecast``: persistence fading into a
+7-day hour-of-day profile, plus last week's value at the same hour) is what the product uses when a
+provider offers no forecast, so it is the default here. A seasonal-naive forecast (each future hour =
+the same hour of the most recent observed day) is kept as a second, classic baseline. The result JSON
+records which one ran.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from carbon_feed.forecast import baseline_forecast
 FloatArray = npt.NDArray[np.float64]
 HOUR = timedelta(hours=1)
 HISTORY_HOURS = 8 * 24
-"""History handed to a forecaster: the feed's profile looks back 7 days; one more day of margin."""
+"""History handed to a forecaster: the profile and the weekly term look back 7 days; one day of margin."""
 
 
 class Forecaster(Protocol):
