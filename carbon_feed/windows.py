@@ -44,18 +44,20 @@ class Window:
     """Time-weighted average intensity over [start, end)."""
 
 
-def _covered(points: Sequence[Point], start: datetime, end: datetime) -> bool:
-    """True when sorted, non-overlapping points cover [start, end) with no gap."""
-    cursor = start
+def _gap(points: Sequence[Point], start: datetime, end: datetime) -> timedelta:
+    """Time in [start, end) that no point covers (points sorted by start)."""
+    cursor, gap = start, timedelta(0)
     for point in points:
         if point.end <= cursor:
             continue
+        if point.start >= end:
+            break
         if point.start > cursor:
-            return False
+            gap += point.start - cursor
         cursor = point.end
         if cursor >= end:
-            return True
-    return cursor >= end
+            return gap
+    return gap + (end - cursor)
 
 
 def weighted_average(points: Sequence[Point], start: datetime, end: datetime) -> float:
@@ -73,9 +75,17 @@ def weighted_average(points: Sequence[Point], start: datetime, end: datetime) ->
 
 
 def rolling_windows(
-    points: Sequence[Point], duration: timedelta, start: datetime, deadline: datetime
+    points: Sequence[Point],
+    duration: timedelta,
+    start: datetime,
+    deadline: datetime,
+    *,
+    max_gap: timedelta = timedelta(0),
 ) -> list[Window]:
-    """Every candidate window of `duration` starting at or after `start` and ending by `deadline`."""
+    """Every candidate window of `duration` starting at or after `start` and ending by `deadline`.
+
+    A window with more than `max_gap` of its time not covered by points is not a candidate.
+    """
     if duration <= timedelta(0):
         raise ValueError("duration must be positive")
     if deadline <= start:
@@ -87,7 +97,7 @@ def rolling_windows(
         end = begin + duration
         if end > deadline:
             break
-        if not _covered(ordered, begin, end):
+        if _gap(ordered, begin, end) > max_gap:
             continue
         windows.append(Window(begin, end, weighted_average(ordered, begin, end)))
     return windows

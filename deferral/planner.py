@@ -23,6 +23,7 @@ from typing import Any, Literal
 import orjson
 
 from carbon_common.timeutil import format_rfc3339, parse_rfc3339
+from carbon_feed import windows as feed_windows
 from deferral.annotations import DeferralSpec
 
 Basis = Literal["forecast", "no_forecast", "guard"]
@@ -31,6 +32,7 @@ ReleaseReason = Literal["window_reached", "deadline_guard", "invalid", "error"]
 
 # Two intensities closer than this are a tie (feeds round to 0.1 g/kWh or finer).
 _TIE = 1e-6
+_MAX_GAP = timedelta(seconds=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,43 +179,23 @@ class Point:
 def best_windows(
     points: Sequence[Point], duration: timedelta, start: datetime, deadline: datetime
 ) -> list[Window]:
-    """All ties of the minimum time-weighted rolling average, as the GSF Carbon Aware SDK computes.
+    """All ties of the minimum time-weighted rolling average over every zone, earliest first.
 
-    The same rule as the feed's /v1/best, used where no feed is involved (the bench replays traces
-    through it). Candidate starts are ``start`` and every interval boundary up to ``deadline -
-    duration``; a candidate whose run is not fully covered by data is skipped.
+    The feed's /v1/best rule (carbon_feed.windows, the GSF Carbon Aware SDK's method) applied zone by
+    zone, for callers with no feed in between (the bench replays traces through it). Up to a second of
+    uncovered time is allowed for providers whose intervals do not quite abut.
     """
-    latest = deadline - duration
-    by_zone: dict[str, list[Point]] = {}
+    if duration <= timedelta(0) or deadline - duration < start:
+        return []
+    by_zone: dict[str, list[feed_windows.Point]] = {}
     for point in points:
-        by_zone.setdefault(point.zone, []).append(point)
-    found: list[Window] = []
-    for zone, series in by_zone.items():
-        series.sort(key=lambda p: p.start)
-        candidates = sorted({start} | {p.start for p in series if start <= p.start <= latest})
-        for begin in candidates:
-            if begin > latest:
-                continue
-            average = _average(series, begin, begin + duration)
-            if average is not None:
-                found.append(Window(zone, begin, begin + duration, average))
+        by_zone.setdefault(point.zone, []).append(feed_windows.Point(point.start, point.end, point.intensity))
+    found = [
+        Window(zone, w.start, w.end, w.intensity)
+        for zone, series in by_zone.items()
+        for w in feed_windows.rolling_windows(series, duration, start, deadline, max_gap=_MAX_GAP)
+    ]
     if not found:
         return []
     lowest = min(w.intensity for w in found)
     return sorted((w for w in found if w.intensity - lowest <= _TIE), key=lambda w: (w.start, w.zone))
-
-
-def _average(series: Sequence[Point], begin: datetime, end: datetime) -> float | None:
-    covered = timedelta(0)
-    weighted = 0.0
-    for point in series:
-        lo, hi = max(point.start, begin), min(point.end, end)
-        if hi > lo:
-            seconds = (hi - lo).total_seconds()
-            weighted += point.intensity * seconds
-            covered += hi - lo
-    span = end - begin
-    # Allow a second of slack for providers whose intervals do not quite abut.
-    if span - covered > timedelta(seconds=1):
-        return None
-    return weighted / covered.total_seconds()
