@@ -104,14 +104,15 @@ def status_message(body: bytes) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Backoff:
-    """Exponential backoff with full jitter between failed list/watch attempts."""
+    """Exponential backoff with jitter (a random delay between half the step and the step) between
+    failed list/watch attempts."""
 
     initial: float = 0.5
     maximum: float = 30.0
     factor: float = 2.0
 
     def delay(self, attempt: int) -> float:
-        # Full jitter: many replicas restarting together must not hit the API server in lock-step.
+        # Jitter: many replicas restarting together must not hit the API server in lock-step.
         cap = min(self.maximum, self.initial * self.factor**attempt)
         return random.uniform(cap / 2, cap)
 
