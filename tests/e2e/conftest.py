@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from .kubeharness import (
     REPO_ROOT,
@@ -28,6 +29,7 @@ from .kubeharness import (
     HttpService,
     KubeApi,
     Scheduler,
+    free_port,
     locate_binaries,
     render_scheduler_config,
     scheduler_values,
@@ -142,6 +144,34 @@ class E2EWorld:
             log_dir=self.workdir / "logs",
             extra_args=extra_args,
             **kwargs,
+        )
+        self.extenders.append(service)
+        return service
+
+    def feed(self, provider: Mapping[str, Any]) -> HttpService:
+        """The real carbon-feed with one provider, refreshing every second and writing the snapshot
+        file this world's extenders read; stopped and described with the test's other services."""
+        port = free_port()
+        config = self.workdir / "feed.yaml"
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "host": "127.0.0.1",
+                    "port": port,
+                    "snapshot_file": str(self.snapshot_file),
+                    "db": str(self.workdir / "feed.sqlite"),
+                    # Every second, so a changed source reaches the snapshot within a test's wait.
+                    "refresh_interval_seconds": 1.0,
+                    "providers": [dict(provider)],
+                }
+            )
+        )
+        service = HttpService(
+            f"carbon-feed:{port}",
+            "carbon_feed",
+            ["--config", str(config)],
+            self.workdir / "logs" / "feed.log",
+            port,
         )
         self.extenders.append(service)
         return service

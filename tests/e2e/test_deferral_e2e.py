@@ -301,41 +301,19 @@ def start_replay_feed(world: E2EWorld, trace: dict[str, list[float]], anchor: da
     for zone, values in trace.items():
         rows += [f"{format_rfc3339(first + timedelta(hours=h))},{zone},{v}" for h, v in enumerate(values)]
     path.write_text("\n".join(rows) + "\n")
-    port = free_port()
-    config = world.workdir / "feed.yaml"
-    config.write_text(
-        json.dumps(
-            {
-                "host": "127.0.0.1",
-                "port": port,
-                "snapshot_file": str(world.snapshot_file),
-                "db": str(world.workdir / "feed.sqlite"),
-                "refresh_interval_seconds": 1.0,
-                "providers": [
-                    {
-                        "kind": "replay",
-                        "name": "replay",
-                        "options": {
-                            "path": str(path),
-                            "speed": 3600,
-                            "trace_start": format_rfc3339(first),
-                            "anchor": format_rfc3339(anchor),
-                            "horizon_hours": 48,
-                        },
-                    }
-                ],
-            }
-        )
+    return world.feed(
+        {
+            "kind": "replay",
+            "name": "replay",
+            "options": {
+                "path": str(path),
+                "speed": 3600,
+                "trace_start": format_rfc3339(first),
+                "anchor": format_rfc3339(anchor),
+                "horizon_hours": 48,
+            },
+        }
     )
-    feed = HttpService(
-        f"carbon-feed:{port}",
-        "carbon_feed",
-        ["--config", str(config)],
-        world.workdir / "logs" / "feed.log",
-        port,
-    )
-    world.extenders.append(feed)
-    return feed
 
 
 def test_replayed_trace_with_a_fast_clock_releases_in_the_green_window(world: E2EWorld) -> None:

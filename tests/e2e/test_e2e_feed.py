@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from .conftest import E2EWorld, unavailable
-from .kubeharness import HttpService, Prometheus, free_port, wait_until
+from .kubeharness import HttpService, Prometheus, wait_until
 from .kubeharness.services import PROMETHEUS
 
 pytestmark = pytest.mark.e2e
@@ -24,35 +24,9 @@ pytestmark = pytest.mark.e2e
 def start_feed(world: E2EWorld, grid: dict[str, float]) -> tuple[HttpService, Path]:
     static = world.workdir / "grid.yaml"
     static.write_text(yaml.safe_dump(grid))
-    port = free_port()
-    config = world.workdir / "feed.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "host": "127.0.0.1",
-                "port": port,
-                "snapshot_file": str(world.snapshot_file),
-                "db": str(world.workdir / "feed.sqlite"),
-                # Refresh every second so a changed file reaches the snapshot within the test's wait.
-                "refresh_interval_seconds": 1.0,
-                "providers": [
-                    {
-                        "kind": "static",
-                        "name": "static",
-                        "options": {"path": str(static), "zones": sorted(grid)},
-                    }
-                ],
-            }
-        )
+    feed = world.feed(
+        {"kind": "static", "name": "static", "options": {"path": str(static), "zones": sorted(grid)}}
     )
-    feed = HttpService(
-        f"carbon-feed:{port}",
-        "carbon_feed",
-        ["--config", str(config)],
-        world.workdir / "logs" / "feed.log",
-        port,
-    )
-    world.extenders.append(feed)  # stopped and described with the test's services
     return feed, static
 
 
