@@ -35,6 +35,9 @@ from typing import Any
 import orjson
 import pytest
 from aiohttp import web
+from kubernetes_asyncio.client import ApiClient
+
+from carbon_common.kube import load_api_client
 
 Obj = dict[str, Any]
 _BODY = web.RequestKey("fake_kube_body", object)
@@ -863,6 +866,16 @@ async def fake_kube(tmp_path: Path) -> AsyncIterator[FakeKube]:
         yield fake
     finally:
         await fake.stop()
+
+
+@pytest.fixture
+async def api(fake_kube: FakeKube) -> AsyncIterator[ApiClient]:
+    """A kubernetes-asyncio client configured from `fake_kube`'s kubeconfig, closed after the test."""
+    client = await load_api_client(fake_kube.kubeconfig)
+    try:
+        yield client
+    finally:
+        await client.close()
 
 
 def realistic_node(i: int, zone: str) -> tuple[str, dict[str, str], Obj]:

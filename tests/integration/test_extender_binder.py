@@ -10,7 +10,6 @@ import orjson
 import pytest
 from kubernetes_asyncio import client
 
-from carbon_common.kube import load_api_client
 from extender.binder import Binder, check_annotations
 
 if TYPE_CHECKING:
@@ -19,13 +18,6 @@ if TYPE_CHECKING:
 pytest_plugins = ["tests.fakes.kube_apiserver"]
 
 DECISION = {"carbon-aware.io/decision": orjson.dumps({"zone": "FR", "intensity": 32.0}).decode()}
-
-
-@pytest.fixture
-async def api(fake_kube: FakeKube) -> AsyncIterator[client.ApiClient]:
-    api = await load_api_client(fake_kube.kubeconfig)
-    yield api
-    await api.close()
 
 
 @pytest.fixture

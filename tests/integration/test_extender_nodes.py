@@ -11,7 +11,7 @@ import orjson
 import pytest
 from kubernetes_asyncio import client
 
-from carbon_common.kube import Backoff, ListWatchOptions, load_api_client
+from carbon_common.kube import Backoff, ListWatchOptions
 from extender.nodes import KubeNodeCache, NodesFileError, StaticNodeCache
 
 if TYPE_CHECKING:
@@ -34,13 +34,6 @@ async def eventually(cond: Callable[[], bool], within: float = 5.0) -> None:
     async with asyncio.timeout(within):
         while not cond():  # noqa: ASYNC110 (the state lives in another object; polling is simplest)
             await asyncio.sleep(0.01)
-
-
-@pytest.fixture
-async def api(fake_kube: FakeKube) -> AsyncIterator[client.ApiClient]:
-    api = await load_api_client(fake_kube.kubeconfig)
-    yield api
-    await api.close()
 
 
 @pytest.fixture

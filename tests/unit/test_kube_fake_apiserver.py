@@ -7,26 +7,19 @@ uses it. Loopback HTTP only.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from carbon_common.kube import Backoff, ListWatchOptions, WatchStats, list_watch, load_api_client
+from carbon_common.kube import Backoff, ListWatchOptions, WatchStats, list_watch
 
 if TYPE_CHECKING:
     from tests.fakes.kube_apiserver import FakeKube
 
 pytest_plugins = ["tests.fakes.kube_apiserver"]
-
-
-@pytest.fixture
-async def api(fake_kube: FakeKube) -> AsyncIterator[client.ApiClient]:
-    api = await load_api_client(fake_kube.kubeconfig)
-    yield api
-    await api.close()
 
 
 async def eventually(cond: Callable[[], bool], within: float = 5.0) -> None:
