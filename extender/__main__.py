@@ -184,6 +184,7 @@ async def serve(settings: ExtenderSettings, stop: asyncio.Event | None = None) -
                 "port": settings.port,
                 "tls": ssl_context is not None,
                 "binding": binder is not None,
+                "eventLoop": type(asyncio.get_running_loop()).__module__.split(".")[0],
                 "metricsHost": settings.metrics_host if settings.metrics_port is not None else None,
                 "metricsPort": settings.metrics_port,
             },
@@ -200,6 +201,22 @@ async def serve(settings: ExtenderSettings, stop: asyncio.Event | None = None) -
             await api.close()
 
 
+def event_loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The loop factory for asyncio.Runner; None means asyncio's default loop. uvloop's loop and
+    transports cost less per request, and every scheduling cycle waits for our filter and
+    prioritize answers (docs/e2e.md measures the throughput); "auto" falls back quietly where
+    uvloop is absent."""
+    if choice == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if choice == "uvloop":
+            raise
+        return None
+    return uvloop.new_event_loop
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = parse_settings(argv)
@@ -208,7 +225,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     setup_logging(settings.log_level)
     try:
-        asyncio.run(serve(settings))
+        loop_factory = event_loop_factory(settings.event_loop)
+    except ImportError as exc:
+        log.error("cannot start", extra={"error": f"--event-loop uvloop: {exc}"})
+        return 1
+    try:
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            runner.run(serve(settings))
     except (RegionMapError, OSError, ssl.SSLError, ValueError) as exc:
         log.error("cannot start", extra={"error": str(exc)})
         return 1

@@ -17,6 +17,7 @@ from typing import Literal
 
 ScoringMode = Literal["relative", "absolute"]
 CapUnknown = Literal["allow", "deny"]
+EventLoop = Literal["auto", "uvloop", "asyncio"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +85,9 @@ class ExtenderSettings:
 
     log_level: str = "info"
     """debug, info, warning or error. debug logs one line per decision with the numbers behind it."""
+    event_loop: EventLoop = "auto"
+    """auto: uvloop when it is installed (it is a dependency on Linux), else asyncio's own loop.
+    Each scheduling cycle waits for our answers, so loop overhead is scheduler latency."""
 
 
 ENV_PREFIX = "CARBON_EXTENDER_"

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
-from extender.__main__ import SettingsError, build_parser, main, parse_settings
+from extender.__main__ import SettingsError, build_parser, event_loop_factory, main, parse_settings
 from extender.settings import ExtenderSettings, field_docs
 
 
@@ -76,3 +77,19 @@ def test_invalid_combinations(argv: list[str], message: str) -> None:
 def test_main_reports_bad_settings_with_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--neutral-score", "42"]) == 2
     assert "--neutral-score" in capsys.readouterr().err
+
+
+def test_event_loop_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvloop
+
+    assert event_loop_factory("asyncio") is None
+    assert event_loop_factory("auto") is uvloop.new_event_loop
+    assert event_loop_factory("uvloop") is uvloop.new_event_loop
+    # Without uvloop, auto falls back to asyncio's loop and an explicit uvloop is an error.
+    monkeypatch.setitem(sys.modules, "uvloop", None)
+    assert event_loop_factory("auto") is None
+    with pytest.raises(ImportError):
+        event_loop_factory("uvloop")
+    assert parse_settings(["--event-loop", "asyncio"], env={}).event_loop == "asyncio"
+    with pytest.raises(SettingsError, match="EVENT_LOOP"):
+        parse_settings([], env={"CARBON_EXTENDER_EVENT_LOOP": "trio"})
