@@ -125,18 +125,26 @@ def _extender_latency(doc: Mapping[str, Any]) -> list[Table]:
 
 def _scheduler_throughput(doc: Mapping[str, Any]) -> list[Table]:
     rows = []
-    for arm in ("baseline", "extender"):
-        for run in doc.get(arm, []):
+    for arm in ("baseline", "extender", "floor"):
+        for run in doc.get(arm) or []:
             rows.append({"arm": arm, **{k: v for k, v in run.items() if not isinstance(v, dict | list)}})
     tables = [
         {
             "title": "Summary",
-            "columns": ["pods", "nodes", "ratio (extender / baseline pods/s)", "target", "met"],
+            "columns": [
+                "pods",
+                "nodes",
+                "ratio (extender / baseline pods/s)",
+                "floor (null extender / baseline)",
+                "target",
+                "met",
+            ],
             "rows": [
                 [
                     fmt(doc.get("pods")),
                     fmt(doc.get("nodes")),
                     fmt(doc.get("ratio")),
+                    fmt(doc.get("floor_ratio")),
                     f">= {fmt(doc.get('target_ratio'))}",
                     fmt(doc.get("meets_target")),
                 ]

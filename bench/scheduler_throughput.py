@@ -1,6 +1,7 @@
 """Scheduling throughput of the real kube-scheduler with our extender configured, against no extender.
 
     python -m bench.scheduler_throughput [--pods 1000 --nodes 500] [--rounds 1] [--quick] [--no-filter]
+        [--no-floor]
 
 One run starts one control plane (etcd, kube-apiserver), one node set and one extender, then runs
 each arm on it in turn with its own kube-scheduler process: "baseline" (no extender) and "extender"
@@ -9,19 +10,27 @@ with --no-filter, the chart's extender.filter=false). Each arm creates its pods 
 from several client threads, and a watch records when each pod gets its node. Throughput = pods /
 (all bound - first create), the figure a user waits on; the bind window (first bind to last bind)
 is reported too, as it excludes the client's create rate.
-Result: ratio = extender / baseline (target >= 0.85), written to bench/results/scheduler_throughput.json.
+
+A third arm, "floor", runs the same chart configuration (filter and prioritize; binds by the
+scheduler itself) against hack/nullextender, a Go extender that answers without any policy or data:
+what the extender protocol alone costs kube-scheduler on this machine, the ceiling for any extender.
+Result: ratio = extender / baseline (target >= 0.85) and floor_ratio = floor / baseline, written to
+bench/results/scheduler_throughput.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import http.client
 import json
 import os
 import shlex
 import shutil
+import socket
 import ssl
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -38,12 +47,15 @@ from tests.e2e.kubeharness import (  # noqa: E402 - the harness lives with the e
     Binaries,
     ControlPlane,
     KubeApi,
+    ManagedProcess,
     Scheduler,
+    free_port,
     locate_binaries,
     plain_scheduler_config,
     render_scheduler_config,
     scheduler_values,
     start_extender,
+    wait_until,
     write_snapshot,
 )
 
@@ -52,6 +64,7 @@ ZONE_LABEL = "carbon-aware.io/zone"
 ZONES = {"SE": 30.0, "FR": 55.0, "GB": 210.0, "DE": 380.0, "PL": 690.0}
 TARGET_RATIO = 0.85
 RESULTS = ROOT / "bench" / "results"
+NULL_EXTENDER_SRC = ROOT / "hack" / "nullextender"
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,6 +253,51 @@ def create_nodes(api: KubeApi, count: int, workers: int) -> None:
         list(pool.map(make, range(count)))
 
 
+def build_null_extender() -> Path:
+    """`go build` hack/nullextender into the control-plane cache, once per source and Go version."""
+    go = shutil.which("go")
+    if go is None:
+        raise RuntimeError("the floor arm needs Go to build hack/nullextender (or pass --no-floor)")
+    env = {**os.environ, "GOWORK": "off", "GOFLAGS": "-mod=mod"}
+    digest = hashlib.sha256(subprocess.run([go, "version"], capture_output=True, check=True).stdout)
+    for path in sorted(NULL_EXTENDER_SRC.iterdir()):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    cache = Path(
+        os.environ.get("CARBON_E2E_CACHE") or Path.home() / ".cache/carbon-aware-scheduler/controlplane"
+    )
+    binary = cache / f"nullextender-{digest.hexdigest()[:16]}"
+    if not binary.exists():
+        print(f"[bench] go build hack/nullextender -> {binary}", file=sys.stderr)
+        cache.mkdir(parents=True, exist_ok=True)
+        partial = binary.with_suffix(".partial")
+        subprocess.run(
+            [go, "build", "-trimpath", "-o", str(partial), "."], cwd=NULL_EXTENDER_SRC, env=env, check=True
+        )
+        partial.rename(binary)
+    return binary
+
+
+def _accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def start_null_extender(binary: Path, log_dir: Path) -> tuple[ManagedProcess, str]:
+    port = free_port()
+    proc = ManagedProcess(
+        "null extender", [str(binary), "-listen", f"127.0.0.1:{port}"], log_dir / "null-extender.log"
+    )
+    try:
+        wait_until(lambda: _accepts(port), timeout=30, what="null extender", watch=[proc], interval=0.1)
+    except BaseException:
+        proc.stop()
+        raise
+    return proc, f"http://127.0.0.1:{port}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -268,6 +326,12 @@ def main(argv: list[str] | None = None) -> int:
         "defaults (qps 50, burst 100), which cap the baseline's own Binding calls at 50/s while the "
         "extender arm binds through the extender, so the comparison would flatter the extender",
     )
+    parser.add_argument(
+        "--no-floor",
+        dest="floor",
+        action="store_false",
+        help="skip the floor arm (the same configuration against hack/nullextender, built with Go)",
+    )
     parser.add_argument("--quick", action="store_true", help="100 pods on 50 nodes (smoke run)")
     parser.add_argument("--output", type=Path, help="default bench/results/scheduler_throughput[-quick].json")
     args = parser.parse_args(argv)
@@ -279,8 +343,9 @@ def main(argv: list[str] | None = None) -> int:
 
     workdir = ROOT / "tests" / ".artifacts" / f"bench-throughput-{time.strftime('%Y%m%d-%H%M%S')}"
     binaries = locate_binaries()
+    null_binary = build_null_extender() if args.floor else None
     try:
-        measured = _run(args, binaries, workdir)
+        measured = _run(args, binaries, null_binary, workdir)
     except BaseException:
         print(f"[bench] failed; logs kept in {workdir}", file=sys.stderr)
         raise
@@ -313,7 +378,7 @@ def extender_latency(metrics_text: str) -> dict[str, dict[str, float]]:
 Results = tuple[dict[str, list[ArmResult]], dict[str, dict[str, float]]]
 
 
-def _run(args: argparse.Namespace, binaries: Binaries, workdir: Path) -> Results:
+def _run(args: argparse.Namespace, binaries: Binaries, null_binary: Path | None, workdir: Path) -> Results:
     with ControlPlane(binaries, workdir) as plane:
         api = plane.api
         client = RawClient(api)
@@ -328,6 +393,7 @@ def _run(args: argparse.Namespace, binaries: Binaries, workdir: Path) -> Results
             log_dir=workdir / "logs",
             extra_args=shlex.split(args.extender_args),
         )
+        null: ManagedProcess | None = None
         try:
             url = f"http://127.0.0.1:{extender.port}"
             values = scheduler_values("bench-extender", extender_url=url)
@@ -338,17 +404,26 @@ def _run(args: argparse.Namespace, binaries: Binaries, workdir: Path) -> Results
                 "baseline": plain_scheduler_config("bench-baseline"),
                 "extender": render_scheduler_config(values, workdir),
             }
+            if null_binary is not None:
+                null, null_url = start_null_extender(null_binary, workdir / "logs")
+                # The null extender cannot bind: the scheduler binds itself, as without bindVerb.
+                floor_values = scheduler_values("bench-floor", extender_url=null_url, bind=False)
+                floor_values["extender"]["filter"] = args.filter
+                configs["floor"] = render_scheduler_config(floor_values, workdir)
             if args.client_qps > 0:
                 for config in configs.values():
                     connection = config.setdefault("clientConnection", {})
                     connection["qps"] = args.client_qps
                     connection["burst"] = int(2 * args.client_qps)
-            results: dict[str, list[ArmResult]] = {"baseline": [], "extender": []}
+            arms = list(configs)
+            results: dict[str, list[ArmResult]] = {arm: [] for arm in arms}
             processes = {p.name: p.pid for p in plane.processes} | {"extender": extender.process.pid}
+            if null is not None:
+                processes["null extender"] = null.pid
             for round_ in range(args.rounds):
-                # Alternate the order so neither arm always runs on the emptier cluster.
-                order = ["baseline", "extender"] if round_ % 2 == 0 else ["extender", "baseline"]
-                for arm in order:
+                # Rotate the order so no arm always runs on the emptiest cluster.
+                shift = round_ % len(arms)
+                for arm in arms[shift:] + arms[:shift]:
                     sched = Scheduler(binaries, configs[arm], plane.kubeconfig, workdir, verbosity=0)
                     try:
                         res = run_arm(
@@ -361,6 +436,8 @@ def _run(args: argparse.Namespace, binaries: Binaries, workdir: Path) -> Results
             latency = extender_latency(extender.metrics())
             print(f"[bench] extender server time per verb: {latency}", file=sys.stderr)
         finally:
+            if null is not None:
+                null.stop()
             extender.stop()
     return results, latency
 
@@ -375,6 +452,10 @@ def _report(args: argparse.Namespace, measured: Results, output: Path) -> int:
     window_ratio = median("extender", "bind_window_pods_per_second") / median(
         "baseline", "bind_window_pods_per_second"
     )
+    floor = results.get("floor")
+    floor_ratio = (
+        median("floor", "pods_per_second") / median("baseline", "pods_per_second") if floor else None
+    )
     summary = {
         "benchmark": "scheduler_throughput",
         "kube_scheduler": "upstream, built by hack/build-controlplane.sh",
@@ -387,8 +468,10 @@ def _report(args: argparse.Namespace, measured: Results, output: Path) -> int:
         "scheduler_client_qps": args.client_qps or "kube-scheduler default (50, burst 100)",
         "baseline": [asdict(r) for r in results["baseline"]],
         "extender": [asdict(r) for r in results["extender"]],
+        "floor": [asdict(r) for r in floor or ()],
         "extender_server_time": latency,
         "ratio": round(ratio, 3),
+        "floor_ratio": round(floor_ratio, 3) if floor_ratio is not None else None,
         "bind_window_ratio": round(window_ratio, 3),
         "target_ratio": TARGET_RATIO,
         "meets_target": ratio >= TARGET_RATIO,
@@ -399,7 +482,9 @@ def _report(args: argparse.Namespace, measured: Results, output: Path) -> int:
     print(
         f"baseline {median('baseline', 'pods_per_second'):.1f} pods/s, "
         f"extender {median('extender', 'pods_per_second'):.1f} pods/s, "
-        f"ratio {ratio:.3f} (target >= {TARGET_RATIO}); bind-window ratio {window_ratio:.3f}; wrote {output}"
+        f"ratio {ratio:.3f} (target >= {TARGET_RATIO}); bind-window ratio {window_ratio:.3f}"
+        + (f"; floor (null extender) ratio {floor_ratio:.3f}" if floor_ratio is not None else "")
+        + f"; wrote {output}"
     )
     return 0
 

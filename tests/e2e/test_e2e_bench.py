@@ -31,7 +31,8 @@ def test_scheduler_throughput_quick_run_binds_every_pod_in_both_arms(tmp_path: P
     assert proc.returncode == 0, "\n".join(ours)[-6000:] + "\n--- stderr tail ---\n" + proc.stderr[-2000:]
 
     result = json.loads(output.read_text())
-    for arm in ("baseline", "extender"):
+    for arm in ("baseline", "extender", "floor"):
         assert [r["pods"] for r in result[arm]] == [100]
         assert result[arm][0]["pods_per_second"] > 0
     assert result["ratio"] > 0
+    assert result["floor_ratio"] > 0

@@ -37,7 +37,16 @@ def _results(tmp_path: Path) -> Path:
     )
     (results / "carbon_policies.png").write_bytes(b"\x89PNG\r\n\x1a\n")
     (results / "scheduler_throughput.json").write_bytes(
-        orjson.dumps({"pods": 100, "nodes": 50, "ratio": 0.91, "target_ratio": 0.85, "meets_target": True})
+        orjson.dumps(
+            {
+                "pods": 100,
+                "nodes": 50,
+                "ratio": 0.91,
+                "floor_ratio": 0.95,
+                "target_ratio": 0.85,
+                "meets_target": True,
+            }
+        )
     )
     (results / "custom.json").write_bytes(orjson.dumps({"speed": 1.5, "rows": [{"a": 1, "b": "x|y"}]}))
     (results / "broken.json").write_text("{not json")
@@ -53,7 +62,7 @@ def test_summary_has_every_benchmark_and_readme_block_is_the_only_change(tmp_pat
     text = summary.read_text()
     assert "| ours | 40.0% |" in text
     assert "| spatial | >= 95% | 97.0% (d) | yes |" in text
-    assert "| 100 | 50 | 0.91 | >= 0.85 | yes |" in text  # the throughput adapter
+    assert "| 100 | 50 | 0.91 | 0.95 | >= 0.85 | yes |" in text  # the throughput adapter
     assert "| 1 | x\\|y |" in text  # generic rendering escapes pipes
     assert "broken.json: unreadable" in text
     assert "![carbon_policies](carbon_policies.png)" in text
