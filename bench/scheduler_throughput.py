@@ -1,12 +1,13 @@
 """Scheduling throughput of the real kube-scheduler with our extender configured, against no extender.
 
     python -m bench.scheduler_throughput [--pods 1000 --nodes 500] [--rounds 1] [--quick] [--no-filter]
-        [--no-floor]
+        [--no-bind] [--no-floor]
 
 One run starts one control plane (etcd, kube-apiserver), one node set and one extender, then runs
 each arm on it in turn with its own kube-scheduler process: "baseline" (no extender) and "extender"
 (the chart's KubeSchedulerConfiguration: filter, prioritize and bind through the extender; no filter
-with --no-filter, the chart's extender.filter=false). Each arm creates its pods in a fresh namespace
+with --no-filter, the chart's extender.filter=false; kube-scheduler binds itself with --no-bind,
+extender.bind=false). Each arm creates its pods in a fresh namespace
 from several client threads, and a watch records when each pod gets its node. Throughput = pods /
 (all bound - first create), the figure a user waits on; the bind window (first bind to last bind)
 is reported too, as it excludes the client's create rate.
@@ -327,6 +328,12 @@ def main(argv: list[str] | None = None) -> int:
         "extender arm binds through the extender, so the comparison would flatter the extender",
     )
     parser.add_argument(
+        "--no-bind",
+        dest="bind",
+        action="store_false",
+        help="render the chart with extender.bind=false (kube-scheduler binds; no decision annotation)",
+    )
+    parser.add_argument(
         "--no-floor",
         dest="floor",
         action="store_false",
@@ -396,7 +403,7 @@ def _run(args: argparse.Namespace, binaries: Binaries, null_binary: Path | None,
         null: ManagedProcess | None = None
         try:
             url = f"http://127.0.0.1:{extender.port}"
-            values = scheduler_values("bench-extender", extender_url=url)
+            values = scheduler_values("bench-extender", extender_url=url, bind=args.bind)
             # The chart's extender.filter value (default true): --no-filter measures the cheaper setup
             # for clusters without max-intensity caps.
             values["extender"]["filter"] = args.filter
@@ -465,6 +472,7 @@ def _report(args: argparse.Namespace, measured: Results, output: Path) -> int:
         "client_workers": args.workers,
         "extender_args": args.extender_args,
         "extender_filter_verb": args.filter,
+        "extender_bind_verb": args.bind,
         "scheduler_client_qps": args.client_qps or "kube-scheduler default (50, burst 100)",
         "baseline": [asdict(r) for r in results["baseline"]],
         "extender": [asdict(r) for r in results["extender"]],
