@@ -10,6 +10,8 @@ What it models, and why:
   and ties are broken at random, as kube-scheduler does (seeded here).
 - A pod that fits nowhere waits in a FIFO queue and is retried whenever capacity frees up.
 - Deferred pods hold no capacity while they wait (they are gated), then go through the same scheduler.
+  Like the product's controller, a waiting pod is re-planned from a fresh forecast at every hour (the
+  trace's resolution) and released as soon as its current plan says "start now" or its guard is due.
 - Energy is proportional to requested CPU (``WATTS_PER_CORE``); a pod's emissions are that energy times
   the zone's actual mean intensity over its run. Only ratios between policies matter, so the power
   constant cancels out of every reduction reported.
@@ -32,7 +34,7 @@ from bench.evaluation.forecasts import HISTORY_HOURS, FloatArray, Forecaster
 from bench.evaluation.trace import HOUR, Trace
 from bench.evaluation.workload import Node, Pod
 from deferral.annotations import DeferralSpec
-from deferral.planner import Forecast, Point, best_windows, plan_start
+from deferral.planner import Forecast, Plan, Point, best_windows, plan_start, release_reason
 
 WATTS_PER_CORE = 10.0
 """Average server power attributed per requested core (W); cancels out of every reduction."""
@@ -150,11 +152,26 @@ class ForecastCache:
         return self._points, self._current
 
 
+def deferral_spec(pod: Pod, trace: Trace) -> DeferralSpec:
+    """The pod's deferral annotations as the controller reads them: fixed at arrival."""
+    arrived = trace.time_of(0) + timedelta(hours=pod.arrival)
+    duration = timedelta(hours=pod.duration)
+    return DeferralSpec(
+        duration=duration, deadline=arrived + timedelta(hours=pod.slack) + duration, earliest_start=arrived
+    )
+
+
 def plan_deferral(
-    pod: Pod, now: float, trace: Trace, integrals: Integrals, mode: Deferral, forecasts: ForecastCache | None
-) -> float:
-    """Start time (hours) for a deferrable pod: the product's planner on forecasts, or the oracle."""
-    latest = now + pod.slack
+    pod: Pod,
+    now: float,
+    trace: Trace,
+    integrals: Integrals,
+    mode: Deferral,
+    forecasts: ForecastCache | None,
+    previous: Plan | None = None,
+) -> Plan | float:
+    """The oracle's start (hours), or the plan the product's planner makes at `now` from a forecast."""
+    latest = pod.arrival + pod.slack
     if mode == "oracle":
         # Candidate starts: now and every hour boundary up to the latest start (the trace's resolution).
         starts = [now, *range(math.ceil(now), math.floor(latest) + 1)]
@@ -165,14 +182,11 @@ def plan_deferral(
         raise ValueError("forecast deferral needs a forecaster")
     origin = int(now)  # the current hour is forecast too: its reading is not complete yet
     all_points, current = forecasts.at(origin)
-    start = trace.time_of(origin) + timedelta(hours=now - origin)
-    duration = timedelta(hours=pod.duration)
-    deadline = start + timedelta(hours=pod.slack) + duration
-    points = [p for p in all_points if p.start < deadline]
-    windows = best_windows(points, duration, start, deadline)
-    spec = DeferralSpec(duration=duration, deadline=deadline, earliest_start=start)
-    plan = plan_start(spec, start, Forecast(windows, current=current))
-    return now + max(0.0, (plan.start - start) / HOUR)
+    moment = trace.time_of(0) + timedelta(hours=now)
+    spec = deferral_spec(pod, trace)
+    points = [p for p in all_points if p.start < spec.deadline]
+    windows = best_windows(points, spec.duration, moment, spec.deadline)
+    return plan_start(spec, moment, Forecast(windows, current=current), previous)
 
 
 def simulate(
@@ -194,12 +208,33 @@ def simulate(
     for i, pod in enumerate(pods):
         heapq.heappush(events, (pod.arrival, 1, seq, i, -1))
         seq += 1
-    planned: set[int] = set()
+    released: set[int] = set()
+    deferred: set[int] = set()
+    plans: dict[int, Plan] = {}
     forecasts = None
     if policy.deferral == "forecast" and policy.forecaster is not None:
         longest = max((p.slack + p.duration for p in pods if p.slack > 0), default=1.0)
         forecasts = ForecastCache(trace, policy.forecaster, math.ceil(longest) + 2)
     queue: list[int] = []
+
+    def gate(i: int, now: float) -> float | None:
+        """None: release pod i now; else when to look at it again (its oracle start, or the next
+        re-plan: the next hour, or its guard if that comes first)."""
+        pod = pods[i]
+        guard = pod.arrival + pod.slack
+        if now >= guard - 1e-9:  # float hours vs the spec's microseconds: never re-plan at the guard
+            return None
+        decided = plan_deferral(pod, now, trace, integrals, policy.deferral, forecasts, plans.get(i))
+        if not isinstance(decided, Plan):  # the oracle knows the future: one plan, kept
+            if decided <= now + 1e-9:
+                return None
+            released.add(i)
+            return decided
+        plans[i] = decided
+        spec = deferral_spec(pod, trace)
+        if release_reason(spec, decided, trace.time_of(0) + timedelta(hours=now)) is not None:
+            return None
+        return min(math.floor(now) + 1.0, guard)
 
     def place(i: int, now: float) -> bool:
         nonlocal seq
@@ -245,14 +280,16 @@ def simulate(
             queue = still
             continue
         pod = pods[i]
-        if pod.slack > 0 and policy.deferral != "none" and i not in planned:
-            planned.add(i)
-            start = plan_deferral(pod, now, trace, integrals, policy.deferral, forecasts)
-            if start > now + 1e-9:
-                result.deferred += 1
-                heapq.heappush(events, (start, 1, seq, i, -1))
+        if pod.slack > 0 and policy.deferral != "none" and i not in released:
+            wake = gate(i, now)
+            if wake is not None:
+                if i not in deferred:
+                    deferred.add(i)
+                    result.deferred += 1
+                heapq.heappush(events, (wake, 1, seq, i, -1))
                 seq += 1
                 continue
+            released.add(i)
         if not place(i, now):
             result.queued += 1
             queue.append(i)

@@ -128,3 +128,100 @@ def test_temporal_experiment_perfect_forecast_reaches_the_oracle_and_naive_does_
         assert 0.5 < (shift.fraction_of_oracle or 0) <= 1.0
     summary = temporal.summarize([exact])
     assert summary["fraction_of_oracle"] == 1.0
+
+
+class _RevisedForecast:
+    """The truth, except that the forecast issued at `wrong_origin` invents a deep dip at `fake_dip`.
+
+    It records every (origin, history) it was asked for, so tests can check that no future data leaked.
+    """
+
+    name = "revised"
+
+    def __init__(self, trace: Trace, wrong_origin: int, fake_dip: int) -> None:
+        self.trace, self.wrong_origin, self.fake_dip = trace, wrong_origin, fake_dip
+        self.calls: list[tuple[int, np.ndarray]] = []
+
+    def __call__(self, row: int, history: np.ndarray, origin: datetime, horizon: int) -> np.ndarray:
+        first = int((origin - self.trace.start).total_seconds() // 3600)
+        self.calls.append((first, history.copy()))
+        values = self.trace.values[row, first : first + horizon].copy()
+        if first == self.wrong_origin:
+            values[self.fake_dip - first] = 1.0
+        return values
+
+
+def _dip_trace(hours: int, dip: int) -> Trace:
+    values = [300.0] * hours
+    values[dip] = 100.0
+    return _trace([values], ("Z",))
+
+
+def test_temporal_replanning_revises_a_wrong_first_plan_and_one_shot_keeps_it() -> None:
+    arrival = HISTORY_HOURS
+    trace = _dip_trace(HISTORY_HOURS + 48, dip=arrival + 3)
+    forecaster = _RevisedForecast(trace, wrong_origin=arrival, fake_dip=arrival + 10)
+    issues = temporal.ForecastIssues(trace, 0, 25, forecaster)
+    assert temporal.release_hour(issues, arrival, 1, 24, replan=False) == arrival + 10
+    assert temporal.release_hour(issues, arrival, 1, 24) == arrival + 3
+    # Every forecast saw only the hours before its issue time.
+    for origin, history in forecaster.calls:
+        assert history.size == HISTORY_HOURS
+        np.testing.assert_array_equal(history, trace.values[0, origin - HISTORY_HOURS : origin])
+    once = temporal.evaluate_zone(trace, 0, 1, 24, forecaster, stride=100, replan=False)
+    again = temporal.evaluate_zone(trace, 0, 1, 24, forecaster, stride=100)
+    assert (once.jobs, once.ours, once.oracle) == (1, 300.0, 100.0)
+    assert (again.jobs, again.ours, again.fraction_of_oracle) == (1, 100.0, 1.0)
+
+
+def test_temporal_replanning_is_released_at_the_guard_when_the_plan_keeps_slipping() -> None:
+    arrival = HISTORY_HOURS
+    # Falling all day: every fresh forecast says the last hour is the best, so only the guard releases.
+    trace = _trace([[1000.0 - h for h in range(HISTORY_HOURS + 48)]], ("Z",))
+    perfect = NoisyTruth(trace.values, trace.start, noise=0.0)
+    issues = temporal.ForecastIssues(trace, 0, 13, perfect)
+    assert temporal.release_hour(issues, arrival, 1, 12) == arrival + 12
+    assert temporal.release_hour(issues, arrival, 1, 0) == arrival  # no slack: the guard is now
+
+
+def test_temporal_outcomes_split_into_halves() -> None:
+    hours = HISTORY_HOURS + 24 * 10
+    rng = np.random.default_rng(3)
+    trace = _trace(
+        [(np.array(_daily(hours, 100.0, 300.0, 4)) * rng.uniform(0.8, 1.2, hours)).tolist()], ("Z",)
+    )
+    outcomes = temporal.zone_outcomes(trace, 0, 1, 24, FeedBaseline(), stride=7)
+    early = outcomes.before(trace, trace.time_of(HISTORY_HOURS + 24 * 4))
+    assert 0 < early.sum() < early.size
+    whole, first, second = outcomes.shift(), outcomes.shift(early), outcomes.shift(~early)
+    assert first.jobs + second.jobs == whole.jobs
+    assert whole.run_now == pytest.approx(
+        (first.run_now * first.jobs + second.run_now * second.jobs) / whole.jobs
+    )
+    assert np.all(outcomes.waited >= 0)
+    assert np.all(outcomes.waited <= 24)
+    with pytest.raises(ValueError, match="no arrival"):
+        outcomes.shift(np.zeros(early.size, dtype=bool))
+
+
+def test_cluster_deferral_replans_every_hour_like_the_controller() -> None:
+    arrival = HISTORY_HOURS + 0.5
+    trace = _dip_trace(HISTORY_HOURS + 72, dip=HISTORY_HOURS + 3)
+    nodes = build_cluster(ClusterSpec(trace.zones, nodes_per_zone=2))
+    pods = [Pod("p", arrival, 1.0, 1000, 1024, slack=24.0)]
+    forecaster = _RevisedForecast(trace, wrong_origin=HISTORY_HOURS, fake_dip=HISTORY_HOURS + 10)
+    result = simulate(
+        trace,
+        nodes,
+        pods,
+        PolicySpec("plan", "extender", ProductScorer(trace, "relative"), 10, "forecast", forecaster),
+    )
+    # The first plan (from the wrong forecast) said hour +10; the re-plan at hour +1 found the real dip.
+    assert result.deferred == 1
+    assert result.wait_h == pytest.approx(2.5)
+    assert result.mean_intensity == pytest.approx(100.0)
+    assert [origin for origin, _ in forecaster.calls][:3] == [
+        HISTORY_HOURS,
+        HISTORY_HOURS + 1,
+        HISTORY_HOURS + 2,
+    ]
