@@ -90,6 +90,15 @@ def test_temporal_results_are_bounded_by_the_oracle(result: tuple[dict[str, obje
         for zone in entry["zones"]:
             assert zone["oracle"] <= zone["ours"] + 1e-9
             assert zone["oracle"] <= zone["run_now"] + 1e-9
+    # The plan-once model is reported beside re-planning, for the headline forecaster only.
+    assert list(temporal["one_shot"]) == [next(iter(temporal["by_forecaster"]))]
+    for entry in temporal["one_shot"].values():
+        for zone in entry["zones"]:
+            assert zone["oracle"] <= zone["ours"] + 1e-9
+            assert 0 <= zone["mean_wait_h"] <= 24
+        # Two weeks of March: nothing after 1 July, so no half-year split is claimed.
+        assert "train" not in entry
+        assert "held_out" not in entry
     sweep = doc["slack_sweep"]
     assert isinstance(sweep, list)
     assert [s["slack_h"] for s in sweep] == [4, 24]
@@ -130,3 +139,27 @@ def test_replot_redraws_every_plot_from_the_json(result: tuple[dict[str, object]
 def test_replot_without_results_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert carbon_eval.main(["--replot", "--out", str(tmp_path)]) == 2
     assert "cannot replot" in capsys.readouterr().err
+
+
+def test_temporal_entry_splits_the_year_on_the_first_of_july(tmp_path: Path) -> None:
+    from bench.evaluation import temporal
+    from bench.evaluation.forecasts import SeasonalNaive
+    from bench.evaluation.trace import load_csv
+
+    start = datetime(2019, 6, 20, tzinfo=UTC)
+    path = tmp_path / "summer.csv"
+    lines = ["datetime,zone,intensity"]
+    for h in range(24 * 24):
+        stamp = (start + timedelta(hours=h)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        lines.append(f"{stamp},Z,{100 + 200 * (h % 24 != 4) + (h % 5):.1f}")
+    path.write_text("\n".join(lines) + "\n")
+    trace = load_csv([path])
+    split = carbon_eval.split_time(trace.time_of(HISTORY_HOURS))
+    assert split == datetime(2019, 7, 1, tzinfo=UTC)
+    outcomes = temporal.evaluate_outcomes(trace, 1, 24, SeasonalNaive(), stride=5)
+    entry = carbon_eval._temporal_entry(trace, outcomes, split)
+    train, held = entry["train"]["summary"], entry["held_out"]["summary"]
+    whole = entry["summary"]
+    assert min(train["reduction"], held["reduction"]) <= whole["reduction"] + 1e-9
+    assert whole["reduction"] <= max(train["reduction"], held["reduction"]) + 1e-9
+    assert set(entry["train"]["fraction_of_oracle_by_zone"]) == {"Z"}
