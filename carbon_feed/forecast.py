@@ -57,6 +57,8 @@ class ForecastValue:
 
 
 def floor_hour(moment: datetime) -> datetime:
+    if not (moment.minute or moment.second or moment.microsecond):
+        return moment  # most providers are hourly: skip replace(), the baseline's hottest call
     return moment.replace(minute=0, second=0, microsecond=0)
 
 

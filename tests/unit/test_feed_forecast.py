@@ -11,6 +11,7 @@ from carbon_feed.forecast import (
     TAU_HOURS,
     WEEK_WEIGHT,
     baseline_forecast,
+    floor_hour,
     hourly,
     lead_bucket,
     mape_by_bucket,
@@ -152,3 +153,10 @@ def test_mape_by_bucket() -> None:
     assert errors["1h"].samples == 2
     assert errors["3h"].mape == pytest.approx(0.5)
     assert errors["3h"].samples == 1
+
+
+def test_floor_hour_keeps_whole_hours_and_floors_the_rest() -> None:
+    assert floor_hour(T0 + 3 * H) == T0 + 3 * H
+    assert floor_hour(T0 + 3 * H + timedelta(minutes=59, seconds=59, microseconds=1)) == T0 + 3 * H
+    assert floor_hour(T0 + timedelta(microseconds=1)) == T0
+    assert floor_hour(T0 + timedelta(seconds=1)).tzinfo is UTC
