@@ -41,13 +41,17 @@ class KubeConfigError(ValueError):
     """No usable API-server configuration (a ValueError, so CLIs report it as a start-up error)."""
 
 
-async def load_api_client(kubeconfig: Path | None) -> client.ApiClient:
+async def load_api_client(kubeconfig: Path | None, *, connections: int | None = None) -> client.ApiClient:
     """An ApiClient for the explicit kubeconfig, else in-cluster config in a pod, else ~/.kube/config.
 
     An explicit kubeconfig wins over in-cluster config so a pod can be pointed at another cluster.
-    Raises KubeConfigError with the file and the loader's message when no usable configuration exists.
+    ``connections`` caps the keep-alive connections to the API server (kubernetes-asyncio's default
+    is 5 per CPU, watches included). Raises KubeConfigError with the file and the loader's message
+    when no usable configuration exists.
     """
     cfg = client.Configuration()
+    if connections is not None:
+        cfg.connection_pool_maxsize = connections
     try:
         if kubeconfig is None and in_cluster():
             # Synchronous in kubernetes-asyncio, unlike load_kube_config (REFERENCE §5).

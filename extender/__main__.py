@@ -133,7 +133,7 @@ async def serve(settings: ExtenderSettings, stop: asyncio.Event | None = None) -
     if settings.nodes_file is None or settings.kubeconfig is not None:
         from carbon_common.kube import load_api_client
 
-        api = await load_api_client(settings.kubeconfig)
+        api = await load_api_client(settings.kubeconfig, connections=settings.api_connections)
     if settings.nodes_file is None:
         from extender.nodes import KubeNodeCache
 

@@ -82,6 +82,9 @@ class ExtenderSettings:
     """Patch the bound pod with a carbon-aware.io/decision annotation (zone, intensity, time)."""
     bind_timeout: float = 4.0
     """Seconds for the Binding call; below the scheduler's 5 s extender httpTimeout."""
+    api_connections: int = 64
+    """Keep-alive HTTP/1.1 connections to the API server, so Bindings in flight at once. kube-scheduler
+    binds concurrently over HTTP/2; a smaller pool queues Bindings whenever the API server is slow."""
 
     log_level: str = "info"
     """debug, info, warning or error. debug logs one line per decision with the numbers behind it."""
@@ -132,6 +135,9 @@ def validate(settings: ExtenderSettings) -> list[str]:
         problems.append("--client-ca needs --tls-cert and --tls-key (mTLS runs over TLS)")
     if s.max_body_bytes <= 0:
         problems.append("--max-body-bytes must be positive")
+    if s.api_connections < 2:
+        # One connection is held by the node watch; binds need at least one more.
+        problems.append(f"--api-connections must be at least 2, got {s.api_connections}")
     if s.snapshot_file is not None and s.feed_url is not None:
         problems.append("give either --snapshot-file or --feed-url, not both")
     if s.feed_url is not None and not s.feed_url.startswith(("http://", "https://")):

@@ -67,6 +67,7 @@ def test_bad_env_is_a_clear_error(env: dict[str, str], message: str) -> None:
         (["--absolute-best", "900"], "--absolute-best"),
         (["--max-data-age", "0"], "--max-data-age"),
         (["--log-level", "loud"], "--log-level"),
+        (["--api-connections", "1"], "--api-connections"),
     ],
 )
 def test_invalid_combinations(argv: list[str], message: str) -> None:

@@ -46,6 +46,16 @@ async def test_explicit_kubeconfig(no_cluster: Path) -> None:
         await api.close()
 
 
+async def test_connection_pool_size(no_cluster: Path) -> None:
+    path = _kubeconfig(no_cluster / "kc", "http://127.0.0.1:6443")
+    api = await kube.load_api_client(path, connections=64)
+    try:
+        # The pool that bounds concurrent requests (the extender's Bindings) is the one asked for.
+        assert api.rest_client.pool_manager.connector.limit == 64
+    finally:
+        await api.close()
+
+
 async def test_default_kubeconfig_in_home(no_cluster: Path) -> None:
     (no_cluster / ".kube").mkdir()
     _kubeconfig(no_cluster / ".kube" / "config", "http://127.0.0.1:7443")
