@@ -1,16 +1,21 @@
 """Deferral on real traces: the product's planner vs running at once vs a perfect-knowledge oracle.
 
     python bench/deferral_eval.py [--trace FILE.csv] [--duration 1h] [--max-delay 24h]
-        [--forecast seasonal|perfect] [--step 5] [--zones DE,FR] [--out bench/results/deferral_eval.json]
+        [--forecast seasonal|perfect] [--once] [--step 5] [--zones DE,FR]
+        [--out bench/results/deferral_eval.json]
 
 For every zone and every ``step``-th hour ``a`` of the trace (CSV ``datetime,zone,intensity``; default the
 embedded ENTSO-E 2019 trace from carbon_feed.traces) a job of ``duration`` arrives with ``max-delay``:
 
 - now: the job starts at ``a``; it is charged the actual mean intensity of [a, a + duration);
-- planner: ``deferral.planner.plan_start`` on ``best_windows`` of a forecast made at ``a``, charged the
-  *actual* intensity of the window it chose. ``seasonal`` forecasts each future hour by the same hour of
-  the last observed day (a classic naive baseline, no look-ahead); ``perfect`` hands it the actual future
-  (then planner == oracle up to ties, a check of the planner itself);
+- planner: what the controller does. Every hour from ``a`` on (the controller re-plans a waiting pod
+  every ``replan_interval``; the trace changes hourly) ``deferral.planner.plan_start`` runs on
+  ``best_windows`` of a forecast issued at that hour, and the job is released at the first hour where
+  ``release_reason`` says so (the plan's start is reached, or the deadline guard); it is charged the
+  *actual* intensity from then. ``--once`` plans only at ``a`` and keeps that plan (the older model).
+  ``seasonal`` forecasts each future hour by the same hour of the last observed day before the issue
+  time (a classic naive baseline, no look-ahead); ``perfect`` hands it the actual future (then planner ==
+  oracle up to ties, a check of the planner itself);
 - oracle: the lowest actual mean over every hourly start in [a, a + max-delay].
 
 Temporal shifting only (one zone per job): spatial choice is the extender's and is measured elsewhere.
@@ -37,7 +42,7 @@ if str(ROOT) not in sys.path:
 
 from carbon_feed.traces import default_trace_path, load_trace  # noqa: E402
 from deferral.annotations import DeferralSpec, parse_duration  # noqa: E402
-from deferral.planner import Forecast, Point, best_windows, plan_start  # noqa: E402
+from deferral.planner import Forecast, Plan, Point, best_windows, plan_start, release_reason  # noqa: E402
 
 HOUR = timedelta(hours=1)
 
@@ -111,6 +116,7 @@ def evaluate_zone(
     kind: str,
     step: int,
     timings: list[float],
+    replan: bool = True,
 ) -> ZoneResult | None:
     hours = sorted(series)
     horizon = int((max_delay + duration) / HOUR) + 1
@@ -127,14 +133,8 @@ def evaluate_zone(
         if run_now is None or any(c is None for c in candidates):
             continue  # the trace has a gap here: skip rather than guess
         oracle = min(c for c in candidates if c is not None)
-        points = forecast_points(zone, series, arrival, horizon, kind)
-        started = time.perf_counter()
-        windows = best_windows(points, duration, arrival, spec.deadline)
-        previous_hour = series.get(arrival - HOUR)
-        current = {zone: previous_hour} if previous_hour is not None else {}
-        plan = plan_start(spec, arrival, Forecast(windows, current))
-        timings.append(time.perf_counter() - started)
-        chosen = mean_over(series, plan.start, duration)
+        start = release_time(zone, series, spec, horizon, kind, timings, replan)
+        chosen = mean_over(series, start, duration)
         if chosen is None:
             continue
         now_sum, planner_sum, oracle_sum = now_sum + run_now, planner_sum + chosen, oracle_sum + oracle
@@ -142,6 +142,34 @@ def evaluate_zone(
     if jobs == 0:
         return None
     return ZoneResult(zone, jobs, now_sum / jobs, planner_sum / jobs, oracle_sum / jobs)
+
+
+def release_time(
+    zone: str,
+    series: dict[datetime, float],
+    spec: DeferralSpec,
+    horizon: int,
+    kind: str,
+    timings: list[float],
+    replan: bool = True,
+) -> datetime:
+    """When the controller releases the job: plan at every hour before the guard (or only at arrival
+    with replan=False) and release at the first hour `release_reason` says so. Plans start on the
+    trace's hours, so checking on the hour grid releases exactly when the controller would."""
+    plan: Plan | None = None
+    now = spec.earliest_start
+    while True:
+        if plan is None or (replan and now < spec.latest_start):
+            points = forecast_points(zone, series, now, horizon, kind)
+            started = time.perf_counter()
+            windows = best_windows(points, spec.duration, now, spec.deadline)
+            previous_hour = series.get(now - HOUR)
+            current = {zone: previous_hour} if previous_hour is not None else {}
+            plan = plan_start(spec, now, Forecast(windows, current), plan)
+            timings.append(time.perf_counter() - started)
+        if release_reason(spec, plan, now) is not None:
+            return now
+        now += HOUR
 
 
 class _NullWriter:
@@ -221,6 +249,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", default="1h")
     parser.add_argument("--max-delay", default="24h")
     parser.add_argument("--forecast", choices=("seasonal", "perfect"), default="seasonal")
+    parser.add_argument(
+        "--once", action="store_true", help="plan once at arrival instead of re-planning every hour"
+    )
     parser.add_argument("--step", type=int, default=5, help="evaluate every N-th arrival hour")
     parser.add_argument("--zones", default="", help="comma list (default: every zone in the trace)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "deferral_eval.json")
@@ -251,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for zone in wanted:
         result = evaluate_zone(
-            zone, dict(trace[zone]), duration, max_delay, args.forecast, args.step, timings
+            zone, dict(trace[zone]), duration, max_delay, args.forecast, args.step, timings, not args.once
         )
         if result is not None:
             results.append(result)
@@ -266,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         "duration_seconds": duration.total_seconds(),
         "max_delay_seconds": max_delay.total_seconds(),
         "forecast": args.forecast,
+        "replan": "once at arrival" if args.once else "every hour until released (as the controller)",
         "step_hours": args.step,
         "jobs": sum(r.jobs for r in results),
         "saving_planner_pct_mean_over_zones": round(100 * planner_mean, 2),
