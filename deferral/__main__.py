@@ -85,6 +85,8 @@ def parse_settings(
         parser.error("need 0 < --retry-period < --renew-deadline < --lease-duration")
     if settings.tick <= 0 or settings.replan_interval <= 0:
         parser.error("--tick and --replan-interval must be positive")
+    if settings.guard_margin is not None and settings.guard_margin < 0:
+        parser.error(f"--guard-margin must be zero or more seconds, got {settings.guard_margin:g}")
     return settings
 
 

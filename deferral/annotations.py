@@ -98,11 +98,15 @@ class DeferralSpec:
     """Latest finish."""
     earliest_start: datetime
     """Not before this (the creation time when the pod did not say)."""
+    margin: timedelta = timedelta(0)
+    """How much earlier than deadline - duration the guard fires: the controller's own lateness
+    (a tick, a leader failover), so that a late release still finishes by the deadline."""
 
     @property
     def latest_start(self) -> datetime:
-        """The deadline guard: a pod released at this moment still finishes by its deadline."""
-        return self.deadline - self.duration
+        """The deadline guard: a pod released at this moment still finishes by its deadline, with
+        `margin` to spare; never before the earliest start (a tight span then starts at once)."""
+        return max(self.earliest_start, self.deadline - self.duration - self.margin)
 
     def describe(self) -> str:
         return (
@@ -112,7 +116,10 @@ class DeferralSpec:
 
 
 def parse_spec(
-    annotations: Mapping[str, str] | None, created: datetime, prefix: str = PREFIX
+    annotations: Mapping[str, str] | None,
+    created: datetime,
+    prefix: str = PREFIX,
+    margin: timedelta = timedelta(0),
 ) -> DeferralSpec:
     """Read the deferral annotations; raise `InvalidDeferral` saying exactly what is wrong.
 
@@ -159,4 +166,4 @@ def parse_spec(
             f"a run of {format_duration(duration)} starting at {format_rfc3339(earliest)} cannot finish "
             f"by the deadline {format_rfc3339(deadline)}"
         )
-    return DeferralSpec(duration=duration, deadline=deadline, earliest_start=earliest)
+    return DeferralSpec(duration=duration, deadline=deadline, earliest_start=earliest, margin=margin)

@@ -22,7 +22,7 @@ from deferral.feed import FeedClient
 from deferral.kubeio import KubePodWriter
 from deferral.leader import LeaderElector, LeaseConfig
 from deferral.metrics import DeferralMetrics
-from deferral.settings import DeferralSettings
+from deferral.settings import DeferralSettings, effective_guard_margin
 from deferral.webhook import add_webhook_routes
 
 log = logging.getLogger(__name__)
@@ -110,6 +110,7 @@ async def _controller_ctx(app: web.Application) -> AsyncIterator[None]:
             gate=GATE,
             tick=settings.tick,
             replan_interval=settings.replan_interval,
+            guard_margin=effective_guard_margin(settings),
         ),
     )
     app[KEY_CONTROLLER] = controller

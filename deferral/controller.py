@@ -98,6 +98,8 @@ class ControllerOptions:
     """Seconds between release checks: how late past its planned time a pod may start."""
     replan_interval: float = 900.0
     """Seconds between forecasts for a waiting pod (forecasts are revised hourly or so)."""
+    guard_margin: float = 0.0
+    """Seconds before deadline - duration at which the guard releases (DeferralSpec.margin)."""
     max_concurrent_plans: int = 8
 
 
@@ -169,7 +171,12 @@ class GreenWindowController:
             return  # status or gate changes only: nothing to re-read (watch events are mostly these)
         state.seen_annotations = pod.annotations
         try:
-            state.spec = parse_spec(pod.annotations, pod.created, self.options.prefix)
+            state.spec = parse_spec(
+                pod.annotations,
+                pod.created,
+                self.options.prefix,
+                timedelta(seconds=self.options.guard_margin),
+            )
             state.invalid = None
         except InvalidDeferral as error:
             state.spec, state.invalid = None, str(error)

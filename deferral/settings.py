@@ -37,6 +37,10 @@ class DeferralSettings:
     """Seconds between release checks: the most a pod starts late past its planned time."""
     replan_interval: float = 900.0
     """Seconds between forecasts for each waiting pod."""
+    guard_margin: float | None = None
+    """Seconds before deadline - duration at which the deadline guard releases a pod, so that a late
+    release still finishes in time. Default: --tick + --lease-duration (a tick's lateness plus a
+    leader failover after a crash); --tick without leader election."""
 
     # --- leader election (coordination.k8s.io/v1 Lease) ---
     leader_elect: bool = True
@@ -50,3 +54,11 @@ class DeferralSettings:
     retry_period: float = 2.0
 
     log_level: str = "info"
+
+
+def effective_guard_margin(settings: DeferralSettings) -> float:
+    """--guard-margin, or its default: how late the controller itself can be (a tick, plus a
+    failover after a leader crash when leader election is on)."""
+    if settings.guard_margin is not None:
+        return settings.guard_margin
+    return settings.tick + (settings.lease_duration if settings.leader_elect else 0.0)

@@ -120,6 +120,9 @@ def start_deferral(world: E2EWorld, feed_url: str) -> HttpService:
             "4",
             "--retry-period",
             "0.5",
+            # The guard fires this much before deadline - duration (default: tick + lease duration).
+            "--guard-margin",
+            "2",
         ],
         world.workdir / "logs" / f"deferral-{port}.log",
         port,
@@ -235,11 +238,13 @@ def test_vanished_forecast_is_released_by_the_deadline_guard(world: E2EWorld, fe
     deferral = start_deferral(world, feed.url)
     feed.windows = []
     created = utcnow().replace(microsecond=0)
-    # Run 5 s, finish by created + 15 s: the guard is created + 10 s.
+    # Run 5 s, finish by created + 15 s, with the 2 s guard margin: the guard is created + 8 s.
     create_gated_pod(world, "late", sched.name, deferrable("5s", created + timedelta(seconds=15)))
     world.wait_event("late", "CarbonPlanned", r"no forecast", timeout=20)
     world.wait_bound(["late"], timeout=40)
-    assert utcnow() >= created + timedelta(seconds=9)
+    assert utcnow() >= created + timedelta(seconds=7)
+    plan = world.api.pod(world.namespace, "late")["metadata"]["annotations"][P + "plan"]
+    assert json.loads(plan)["guard"] == format_rfc3339(created + timedelta(seconds=8))
     world.wait_event("late", "CarbonReleased", r"deadline guard")
     assert metric(deferral.metrics(), "deferral_releases_total", reason="deadline_guard") == 1
 

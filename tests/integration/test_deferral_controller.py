@@ -110,7 +110,11 @@ async def start(fake_kube: FakeKube) -> AsyncIterator[Callable[..., Awaitable[Ru
     running: list[Running] = []
 
     async def start_one(
-        feed_url: str, identity: str | None = None, replan: float = 900.0, lease_duration: float = 3.0
+        feed_url: str,
+        identity: str | None = None,
+        replan: float = 900.0,
+        lease_duration: float = 3.0,
+        guard_margin: float = 0.0,
     ) -> Running:
         api = await load_api_client(fake_kube.kubeconfig)
         apis.append(api)
@@ -132,7 +136,7 @@ async def start(fake_kube: FakeKube) -> AsyncIterator[Callable[..., Awaitable[Ru
             feed=FeedClient(session, feed_url, metrics, timeout=2.0),
             metrics=metrics,
             is_leader=(lambda: elector.is_leader) if elector else (lambda: True),
-            options=ControllerOptions(tick=0.05, replan_interval=replan),
+            options=ControllerOptions(tick=0.05, replan_interval=replan, guard_margin=guard_margin),
         )
         core = client.CoreV1Api(api)
         tasks = [
@@ -241,6 +245,27 @@ async def test_feed_down_releases_at_the_deadline_guard(
     await eventually(lambda: gates(fake_kube, "job-2") == [])
     assert utcnow() >= now + timedelta(seconds=2)
     assert replica.releases("deadline_guard") == 1
+
+
+async def test_guard_margin_releases_that_much_before_deadline_minus_duration(
+    fake_kube: FakeKube, feed: tuple[FakeFeed, str], start: Callable[..., Awaitable[Running]]
+) -> None:
+    fake_feed, url = feed
+    now = utcnow().replace(microsecond=0)
+    # A window at +3 s, duration 1 s, deadline at +5 s: without a margin the guard (+4 s) would allow
+    # the window; a 2 s margin puts the guard at +2 s, before it, and the guard wins.
+    fake_feed.window_at(now + timedelta(seconds=3))
+    fake_kube.add_pod(
+        "batch", "job-m", annotations=deferral_notes(now + timedelta(seconds=5)), scheduling_gates=[GATE]
+    )
+    replica = await start(url, guard_margin=2.0)
+    await eventually(lambda: gates(fake_kube, "job-m") == [])
+    assert replica.releases("deadline_guard") == 1
+    assert replica.releases("window_reached") == 0
+    pod = fake_kube.pod("batch", "job-m")
+    assert pod is not None
+    plan = Plan.from_annotation(pod["metadata"]["annotations"][P + "plan"])
+    assert plan.guard == now + timedelta(seconds=2)
 
 
 async def test_forecast_vanishing_after_planning_keeps_the_plan_but_never_passes_the_guard(

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from deferral.__main__ import parse_settings
-from deferral.settings import DeferralSettings
+from deferral.settings import DeferralSettings, effective_guard_margin
 
 
 def test_defaults_without_flags_or_environment() -> None:
@@ -36,6 +36,7 @@ def test_flags_win_over_environment_which_wins_over_defaults() -> None:
         (["--tls-cert", "/x.pem"], {}, "go together"),
         (["--renew-deadline", "20"], {}, "lease-duration"),
         (["--tick", "0"], {}, "positive"),
+        (["--guard-margin", "-1"], {}, "--guard-margin must be zero or more"),
     ],
 )
 def test_bad_values_exit_with_a_clear_message(
@@ -45,3 +46,10 @@ def test_bad_values_exit_with_a_clear_message(
         parse_settings(argv, env=env)
     assert caught.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_guard_margin_defaults_to_how_late_the_controller_can_be() -> None:
+    # A tick, plus a failover after a leader crash when there is a leader to lose.
+    assert effective_guard_margin(parse_settings([], env={})) == 1.0 + 15.0
+    assert effective_guard_margin(parse_settings(["--no-leader-elect", "--tick", "2"], env={})) == 2.0
+    assert effective_guard_margin(parse_settings(["--guard-margin", "0"], env={})) == 0.0

@@ -65,6 +65,16 @@ def test_max_delay_bounds_the_start_not_the_finish() -> None:
     assert parsed.earliest_start == T0
 
 
+def test_guard_margin_moves_the_guard_earlier_but_never_before_the_earliest_start() -> None:
+    notes = {P + "duration": "1h", P + "max-delay": "6h"}
+    parsed = parse_spec(notes, created=T0, margin=timedelta(minutes=10))
+    assert parsed.latest_start == T0 + 6 * H - timedelta(minutes=10)
+    assert parsed.deadline == T0 + 7 * H  # the pod's own deadline is unchanged
+    notes = {P + "duration": "1h", P + "max-delay": "5m"}
+    tight = parse_spec(notes, created=T0, margin=timedelta(minutes=10))
+    assert tight.latest_start == T0
+
+
 def test_earliest_start_before_creation_is_creation() -> None:
     parsed = spec(T0 - 5 * H)
     assert parsed.earliest_start == T0
