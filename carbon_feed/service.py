@@ -36,7 +36,14 @@ from carbon_common.snapshot import (
 from carbon_common.tasks import cancel_and_wait
 from carbon_common.timeutil import utcnow
 from carbon_feed.config import FeedSettings, ProviderConfig
-from carbon_feed.forecast import BASELINE, LEAD_BUCKETS, ForecastValue, baseline_forecast, mape_by_bucket
+from carbon_feed.forecast import (
+    BASELINE,
+    HISTORY_DAYS,
+    LEAD_BUCKETS,
+    ForecastValue,
+    baseline_forecast,
+    mape_by_bucket,
+)
 from carbon_feed.http import RateLimitedError
 from carbon_feed.metrics import FeedMetrics
 from carbon_feed.model import Provider, Reading
@@ -282,7 +289,7 @@ class FeedService:
             return values, reading.provider
         # No provider forecast: the baseline, built from this provider's own history of the zone.
         history = await self.store.ahistory(
-            reading.zone, now - timedelta(days=8), now + timedelta(hours=1), reading.signal
+            reading.zone, now - timedelta(days=HISTORY_DAYS), now + timedelta(hours=1), reading.signal
         )
         observations = [(h.start, h.value) for h in history if h.provider == reading.provider]
         values = tuple(baseline_forecast(observations, self.settings.forecast_horizon_hours))

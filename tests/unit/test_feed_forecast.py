@@ -8,6 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from carbon_feed.forecast import (
+    HISTORY_DAYS,
+    PROFILE_DAYS,
     TAU_HOURS,
     WEEK_WEIGHT,
     baseline_forecast,
@@ -85,6 +87,42 @@ def test_no_weekly_term_without_last_weeks_data() -> None:
     # only 3 days of history: there is no same-hour-last-week, so the weekly weight changes nothing
     history = [(T0 + i * H, 100.0 + 50 * ((T0 + i * H).hour % 5)) for i in range(72)]
     assert baseline_forecast(history, 24) == baseline_forecast(history, 24, week_weight=0.0)
+
+
+def _two_eras(days: int, recent_days: int) -> list[tuple[datetime, float]]:
+    """`days` of hourly history; the last `recent_days` follow one daily shape, the days before another."""
+    end = T0 + days * 24 * H
+    out = []
+    for i in range(days * 24):
+        moment = T0 + i * H
+        recent = end - moment <= timedelta(days=recent_days)
+        out.append((moment, 100.0 + 10 * (moment.hour % 6) if recent else 400.0 + 20 * (moment.hour % 4)))
+    return out
+
+
+def test_profile_reads_the_last_profile_days_only() -> None:
+    # what callers are told to hand over: the profile and the weekly term both fit
+    assert HISTORY_DAYS >= PROFILE_DAYS + 1
+    assert HISTORY_DAYS >= 8
+    history = _two_eras(PROFILE_DAYS + 10, recent_days=PROFILE_DAYS)
+    recent = history[-PROFILE_DAYS * 24 :]
+    # days before the profile's window change nothing ...
+    assert baseline_forecast(history, 48) == baseline_forecast(recent, 48)
+    # ... while the days inside it do: a one-week profile would forecast otherwise
+    older = _two_eras(PROFILE_DAYS + 10, recent_days=7)
+    assert baseline_forecast(older, 48) != baseline_forecast(older, 48, profile_days=7)
+
+
+@pytest.mark.parametrize("days", [1, 3, 7, 10, PROFILE_DAYS - 1])
+def test_shorter_history_averages_the_days_there_are(days: int) -> None:
+    # a fresh install, or a zone added last week: the forecaster works from the first day, its profile
+    # the mean of the days stored (exactly a profile_days=days forecaster), the weekly term once 7 d exist
+    history = _two_eras(days, recent_days=days // 2)
+    forecast = baseline_forecast(history, 48)
+    assert len(forecast) == 48
+    assert forecast[0].start == history[-1][0] + H
+    assert forecast == baseline_forecast(history, 48, profile_days=days)
+    assert all(100.0 <= p.intensity <= 460.0 for p in forecast)  # within the range it has seen
 
 
 @pytest.mark.parametrize(
