@@ -6,7 +6,7 @@ For every issue time (every 6 hours; --quick: every 24 hours over the first 60 d
 forecasts the next 24 hours from the history before the issue time only, and the absolute percentage
 error against the trace is averaged over all 24 leads and all issue times:
 
-- baseline: carbon_feed.forecast.baseline_forecast (7-day daily profile, a weekly term, decaying persistence)
+- baseline: carbon_feed.forecast.baseline_forecast (21-day daily profile, a weekly term, decaying persistence)
 - persistence: the last observed hour, repeated
 - same-hour-yesterday: the value 24 hours before each target hour
 
@@ -26,7 +26,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from carbon_feed.forecast import PROFILE_DAYS, TAU_HOURS, WEEK_WEIGHT, baseline_forecast
+from carbon_feed.forecast import HISTORY_DAYS, PROFILE_DAYS, TAU_HOURS, WEEK_WEIGHT, baseline_forecast
 from carbon_feed.traces import default_trace_path, load_trace
 
 H = timedelta(hours=1)
@@ -48,7 +48,7 @@ def evaluate(series: dict[datetime, float], issue_every: int, days: int | None) 
     """MAPE per method for the whole trace ("all") and for its training and held-out halves."""
     hours = sorted(series)
     first, last = hours[0], hours[-1]
-    warmup = first + timedelta(days=PROFILE_DAYS + 1)
+    warmup = first + timedelta(days=HISTORY_DAYS)
     end = last - HORIZON * H if days is None else min(last - HORIZON * H, warmup + timedelta(days=days))
     split = split_time(warmup)
     errors: dict[str, dict[str, list[float]]] = {p: {m: [] for m in METHODS} for p in PERIODS}
@@ -56,9 +56,7 @@ def evaluate(series: dict[datetime, float], issue_every: int, days: int | None) 
     while issue <= end:
         period = errors["train" if issue < split else "test"]
         # history strictly before the issue time: the hour starting at `issue` is not known yet
-        window = [
-            (h, series[h]) for h in _range(issue - timedelta(days=PROFILE_DAYS + 1), issue) if h in series
-        ]
+        window = [(h, series[h]) for h in _range(issue - timedelta(days=HISTORY_DAYS), issue) if h in series]
         if window:
             last_value = window[-1][1]
             baseline = {p.start: p.intensity for p in baseline_forecast(window, HORIZON)}
@@ -96,7 +94,7 @@ def _range(start: datetime, stop: datetime) -> list[datetime]:
 
 def _split_label(trace: dict[str, list[tuple[datetime, float]]]) -> str:
     first = min(points[0][0] for points in trace.values() if points)
-    return split_time(first + timedelta(days=PROFILE_DAYS + 1)).date().isoformat()
+    return split_time(first + timedelta(days=HISTORY_DAYS)).date().isoformat()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,7 @@
 """Forecasts the deferral policy plans with: never the future itself.
 
 The feed's baseline forecaster (``carbon_feed.forecast.baseline_forecast``: persistence fading into a
-7-day hour-of-day profile, plus last week's value at the same hour) is what the product uses when a
+21-day hour-of-day profile, plus last week's value at the same hour) is what the product uses when a
 provider offers no forecast, so it is the default here. A seasonal-naive forecast (each future hour =
 the same hour of the most recent observed day) is kept as a second, classic baseline. The result JSON
 records which one ran.
@@ -15,12 +15,13 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from carbon_feed.forecast import baseline_forecast
+from carbon_feed.forecast import HISTORY_DAYS, baseline_forecast
 
 FloatArray = npt.NDArray[np.float64]
 HOUR = timedelta(hours=1)
-HISTORY_HOURS = 8 * 24
-"""History handed to a forecaster: the profile and the weekly term look back 7 days; one day of margin."""
+HISTORY_HOURS = HISTORY_DAYS * 24
+"""History handed to a forecaster: what the feed hands the baseline (``carbon_feed.forecast.HISTORY_DAYS``:
+the 21-day profile plus one day). Arrivals start once that much of the trace has passed."""
 
 
 class Forecaster(Protocol):

@@ -146,10 +146,11 @@ def test_temporal_entry_splits_the_year_on_the_first_of_july(tmp_path: Path) -> 
     from bench.evaluation.forecasts import SeasonalNaive
     from bench.evaluation.trace import load_csv
 
-    start = datetime(2019, 6, 20, tzinfo=UTC)
+    # arrivals start after HISTORY_HOURS: four days of them before 1 July, six after
+    start = datetime(2019, 7, 1, tzinfo=UTC) - timedelta(hours=HISTORY_HOURS, days=4)
     path = tmp_path / "summer.csv"
     lines = ["datetime,zone,intensity"]
-    for h in range(24 * 24):
+    for h in range(HISTORY_HOURS + 10 * 24):
         stamp = (start + timedelta(hours=h)).strftime("%Y-%m-%dT%H:%M:%SZ")
         lines.append(f"{stamp},Z,{100 + 200 * (h % 24 != 4) + (h % 5):.1f}")
     path.write_text("\n".join(lines) + "\n")
