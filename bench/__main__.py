@@ -48,7 +48,7 @@ class Step:
 
 
 STEPS: tuple[Step, ...] = (
-    Step("carbon_eval", "bench.carbon_eval", ("--quick",), (), "--out", True, (40, 900), (300, 7200)),
+    Step("carbon_eval", "bench.carbon_eval", ("--quick",), (), "--out", True, (60, 1900), (300, 7200)),
     Step("extender_load", "bench.evaluation.load", ("--quick",), (), "--out", True, (40, 200), (300, 1800)),
     Step(
         "extender_latency", "bench.extender_latency", ("--quick",), (), "--out", False, (40, 300), (300, 3600)
