@@ -67,7 +67,7 @@ def _weekly(moment: datetime) -> float:
 
 
 def test_captures_a_weekly_pattern() -> None:
-    # two weeks of history ending on a Friday 23:00: the 7-day profile averages weekdays and the
+    # two weeks of history ending on a Friday 23:00: the profile (all 14 days) averages weekdays and the
     # weekend, but last week's Saturday says the next day is cleaner, and the forecast must say so too
     end = datetime(2026, 11, 13, 23, 0, tzinfo=UTC)
     assert end.weekday() == 4
