@@ -184,6 +184,13 @@ class FeedService:
     # -- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
         """Open the store, serve and write what it holds, then start one refresh loop per provider."""
+        if self.settings.retention_days < HISTORY_DAYS:
+            # Allowed (small disks, short-lived feeds), but the baseline forecast gets worse: say so once.
+            log.warning(
+                "retention_days is shorter than the history the baseline forecaster uses; "
+                "zones without a provider forecast get a profile from fewer days",
+                extra={"retentionDays": self.settings.retention_days, "forecasterDays": HISTORY_DAYS},
+            )
         try:
             await self.store.aopen()
             self._session = aiohttp.ClientSession()

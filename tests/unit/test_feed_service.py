@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import sqlite3
 from collections.abc import Sequence
@@ -150,6 +151,18 @@ async def test_restart_serves_the_store_before_the_first_fetch_completes(tmp_pat
         assert parse_snapshot((tmp_path / "snap.json").read_bytes()).zones["DE"].intensity == 300.0
     finally:
         await again.stop()
+
+
+@pytest.mark.parametrize(("days", "warned"), [(7.0, True), (30.0, False)])
+async def test_short_retention_is_a_warning_at_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, days: float, warned: bool
+) -> None:
+    service, _ = make_service(tmp_path, ScriptedProvider())
+    service.settings = dataclasses.replace(service.settings, retention_days=days)
+    with caplog.at_level(logging.WARNING):
+        await service.start()
+    await service.stop()
+    assert any("retention_days is shorter" in r.getMessage() for r in caplog.records) == warned
 
 
 async def test_stop_is_clean_after_a_failed_start(tmp_path: Path) -> None:
