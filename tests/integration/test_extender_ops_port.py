@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import socket
 import ssl
@@ -18,29 +17,7 @@ import pytest
 import trustme
 
 from extender.__main__ import SettingsError, parse_settings
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("CARBON_EXTENDER_")}
-
-
-async def _wait_ready(session: aiohttp.ClientSession, url: str) -> None:
-    for _ in range(200):  # up to 20 s for start-up on a loaded machine
-        try:
-            async with session.get(url) as resp:
-                if resp.status == 200:
-                    return
-        except aiohttp.ClientConnectionError:
-            pass
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{url} did not answer 200")
+from tests.integration.extender_process import extender_env, free_port, wait_ready
 
 
 async def test_ops_port_serves_probes_and_metrics_only(tmp_path: Path) -> None:
@@ -49,10 +26,10 @@ async def test_ops_port_serves_probes_and_metrics_only(tmp_path: Path) -> None:
     ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
     nodes = tmp_path / "nodes.json"
     nodes.write_bytes(resources.files("extender").joinpath("data/demo-nodes.json").read_bytes())
-    port, metrics_port = _free_port(), _free_port()
+    port, metrics_port = free_port(), free_port()
     while metrics_port == port:  # the kernel may hand the same free port out twice
-        metrics_port = _free_port()
-    env = _env()
+        metrics_port = free_port()
+    env = extender_env()
     env["CARBON_EXTENDER_METRICS_PORT"] = str(metrics_port)  # the environment variable works too
     proc = await asyncio.create_subprocess_exec(
         *(sys.executable, "-m", "extender", "--nodes-file", str(nodes), "--port", str(port)),
@@ -66,7 +43,7 @@ async def test_ops_port_serves_probes_and_metrics_only(tmp_path: Path) -> None:
     try:
         ops = f"http://127.0.0.1:{metrics_port}"
         async with aiohttp.ClientSession() as session:
-            await _wait_ready(session, ops + "/readyz")
+            await wait_ready(session, ops + "/readyz")
             async with session.get(ops + "/readyz") as resp:
                 ready = orjson.loads(await resp.read())
             assert ready == {"ready": True, "nodes": 15, "carbonData": False}
@@ -124,8 +101,8 @@ async def test_taken_ops_port_is_a_start_up_error(tmp_path: Path) -> None:
         busy = taken.getsockname()[1]
         proc = await asyncio.create_subprocess_exec(
             *(sys.executable, "-m", "extender", "--nodes-file", str(nodes)),
-            *("--port", str(_free_port()), "--metrics-host", "127.0.0.1", "--metrics-port", str(busy)),
-            env=_env(),
+            *("--port", str(free_port()), "--metrics-host", "127.0.0.1", "--metrics-port", str(busy)),
+            env=extender_env(),
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
         )

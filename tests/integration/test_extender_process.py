@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import socket
 import sys
 from datetime import UTC, datetime
 from importlib import resources
@@ -15,13 +13,7 @@ import aiohttp
 import orjson
 
 from carbon_common.snapshot import Snapshot, ZoneReading, write_snapshot_atomic
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from tests.integration.extender_process import extender_env, free_port, wait_ready
 
 
 async def test_process_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
@@ -33,8 +25,8 @@ async def test_process_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
         snapshot,
         Snapshot(now, {"PL": ZoneReading("PL", 700.0, now, "t"), "FR": ZoneReading("FR", 50.0, now, "t")}),
     )
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CARBON_EXTENDER_")}
+    port = free_port()
+    env = extender_env()
     env["CARBON_EXTENDER_PORT"] = str(port)
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -53,16 +45,7 @@ async def test_process_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
     try:
         base = f"http://127.0.0.1:{port}"
         async with aiohttp.ClientSession() as session:
-            for _ in range(200):  # up to 20 s for start-up
-                try:
-                    async with session.get(base + "/readyz") as resp:
-                        if resp.status == 200:
-                            break
-                except aiohttp.ClientConnectionError:
-                    pass
-                await asyncio.sleep(0.1)
-            else:
-                raise AssertionError("extender did not become ready")
+            await wait_ready(session, base + "/readyz")
             body = {
                 "Pod": {"metadata": {"uid": "u"}},
                 "NodeNames": ["fr-worker-1", "pl-worker-1", "edge-worker-1"],
@@ -103,8 +86,8 @@ async def test_process_serves_mtls_when_configured(tmp_path: Path) -> None:
     ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
     nodes = tmp_path / "nodes.json"
     nodes.write_bytes(resources.files("extender").joinpath("data/demo-nodes.json").read_bytes())
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CARBON_EXTENDER_")}
+    port = free_port()
+    env = extender_env()
     proc = await asyncio.create_subprocess_exec(
         *(sys.executable, "-m", "extender", "--nodes-file", str(nodes), "--port", str(port)),
         *("--tls-cert", str(tmp_path / "server.pem"), "--tls-key", str(tmp_path / "server.pem")),
@@ -122,16 +105,7 @@ async def test_process_serves_mtls_when_configured(tmp_path: Path) -> None:
         ca.configure_trust(without_cert)
         url = f"https://127.0.0.1:{port}/readyz"
         async with aiohttp.ClientSession() as session:
-            for _ in range(200):
-                try:
-                    async with session.get(url, ssl=with_cert) as resp:
-                        if resp.status == 200:
-                            break
-                except aiohttp.ClientConnectionError:
-                    pass
-                await asyncio.sleep(0.1)
-            else:
-                raise AssertionError("extender did not become ready over mTLS")
+            await wait_ready(session, url, ssl_context=with_cert)
         async with aiohttp.ClientSession() as session:
             rejected = False
             try:
