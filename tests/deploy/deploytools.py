@@ -111,3 +111,13 @@ def scheduler_config(docs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     config = yaml.safe_load(cm["data"]["config.yaml"])
     assert isinstance(config, dict)
     return config
+
+
+def stop_process(proc: subprocess.Popen[Any]) -> None:
+    """SIGTERM the process we started (by its handle), SIGKILL it after 10 s, and reap it."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)

@@ -18,7 +18,7 @@ import pytest
 import trustme
 import yaml
 
-from tests.deploy.deploytools import render, scheduler_config
+from tests.deploy.deploytools import render, scheduler_config, stop_process
 from tests.deploy.valuesets import VALUE_SETS
 from tests.e2e.kubeharness.controlplane import BinariesUnavailable, locate_binaries
 
@@ -91,12 +91,7 @@ def _load(kube_scheduler: Path, config: dict[str, Any], tmp_path: Path) -> tuple
             time.sleep(0.1)
         return False, log_file.read_text() + f"\n(no decision within {LOAD_TIMEOUT} s)"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop_process(proc)
 
 
 def _tail(log: str) -> str:

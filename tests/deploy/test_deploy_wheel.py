@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.deploytools import REPO_ROOT
+from tests.deploy.deploytools import REPO_ROOT, stop_process
 
 # What the Dockerfile's builder stage COPYs (keep in step with it; test_dockerfile_copies_these checks).
 WHEEL_SOURCES = ("pyproject.toml", "README.md", "carbon_common", "extender", "carbon_feed", "deferral")
@@ -140,12 +140,7 @@ def _serve_and_probe(argv: list[str], cwd: Path) -> None:
                 time.sleep(0.2)
         assert status == 200, f"exit={proc.poll()} log:\n{log.read_text()}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop_process(proc)
 
 
 def test_extender_serves_healthz(clean_venv: Path, tmp_path: Path) -> None:
