@@ -50,6 +50,7 @@ from tests.e2e.kubeharness import (  # noqa: E402 - the harness lives with the e
     KubeApi,
     ManagedProcess,
     Scheduler,
+    cache_dir,
     free_port,
     locate_binaries,
     plain_scheduler_config,
@@ -263,9 +264,7 @@ def build_null_extender() -> Path:
     digest = hashlib.sha256(subprocess.run([go, "version"], capture_output=True, check=True).stdout)
     for path in sorted(NULL_EXTENDER_SRC.iterdir()):
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    cache = Path(
-        os.environ.get("CARBON_E2E_CACHE") or Path.home() / ".cache/carbon-aware-scheduler/controlplane"
-    )
+    cache = cache_dir()
     binary = cache / f"nullextender-{digest.hexdigest()[:16]}"
     if not binary.exists():
         print(f"[bench] go build hack/nullextender -> {binary}", file=sys.stderr)

@@ -4,7 +4,7 @@ Used by tests/e2e (pytest fixtures), hack/cluster.py (a cluster for humans) and 
 """
 
 from .certs import CertPair, Pki
-from .controlplane import REPO_ROOT, Binaries, BinariesUnavailable, ControlPlane, locate_binaries
+from .controlplane import REPO_ROOT, Binaries, BinariesUnavailable, ControlPlane, cache_dir, locate_binaries
 from .kubeapi import ApiError, KubeApi
 from .procs import ManagedProcess, WaitTimeout, free_port, wait_until
 from .scheduler import (
@@ -34,6 +34,7 @@ __all__ = [
     "Prometheus",
     "Scheduler",
     "WaitTimeout",
+    "cache_dir",
     "free_port",
     "locate_binaries",
     "plain_scheduler_config",

@@ -46,6 +46,12 @@ class Binaries:
         return self.folder / "kube-scheduler"
 
 
+def cache_dir() -> Path:
+    """Where Go-built harness binaries are cached: $CARBON_E2E_CACHE, else under ~/.cache (the Makefile's)."""
+    default = Path.home() / ".cache/carbon-aware-scheduler/controlplane"
+    return Path(os.environ.get("CARBON_E2E_CACHE") or default)
+
+
 def locate_binaries(timeout: float = 3600.0) -> Binaries:
     """Run the build script: a cache hit prints the folder at once, a cold cache builds (with progress).
 
@@ -57,8 +63,7 @@ def locate_binaries(timeout: float = 3600.0) -> Binaries:
     else:
         if shutil.which("go") is None:
             raise BinariesUnavailable("`go` is not on PATH: hack/build-controlplane.sh needs Go 1.25+")
-        env = dict(os.environ)
-        env.setdefault("CARBON_E2E_CACHE", str(Path.home() / ".cache/carbon-aware-scheduler/controlplane"))
+        env = {**os.environ, "CARBON_E2E_CACHE": str(cache_dir())}
         proc = subprocess.run(
             [str(BUILD_SCRIPT)], capture_output=True, text=True, env=env, timeout=timeout, check=False
         )
