@@ -206,22 +206,6 @@ def zone_outcomes(
     )
 
 
-def evaluate_zone(
-    trace: Trace,
-    zone_row: int,
-    duration_h: int,
-    slack_h: int,
-    forecaster: Forecaster,
-    stride: int = 1,
-    first_arrival: int = HISTORY_HOURS,
-    *,
-    replan: bool = True,
-) -> ZoneShift:
-    return zone_outcomes(
-        trace, zone_row, duration_h, slack_h, forecaster, stride, first_arrival, replan=replan
-    ).shift()
-
-
 def evaluate_outcomes(
     trace: Trace,
     duration_h: int,

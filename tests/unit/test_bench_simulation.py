@@ -168,8 +168,8 @@ def test_temporal_replanning_revises_a_wrong_first_plan_and_one_shot_keeps_it() 
     for origin, history in forecaster.calls:
         assert history.size == HISTORY_HOURS
         np.testing.assert_array_equal(history, trace.values[0, origin - HISTORY_HOURS : origin])
-    once = temporal.evaluate_zone(trace, 0, 1, 24, forecaster, stride=100, replan=False)
-    again = temporal.evaluate_zone(trace, 0, 1, 24, forecaster, stride=100)
+    once = temporal.zone_outcomes(trace, 0, 1, 24, forecaster, stride=100, replan=False).shift()
+    again = temporal.zone_outcomes(trace, 0, 1, 24, forecaster, stride=100).shift()
     assert (once.jobs, once.ours, once.oracle) == (1, 300.0, 100.0)
     assert (again.jobs, again.ours, again.fraction_of_oracle) == (1, 100.0, 1.0)
 
