@@ -40,9 +40,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.evaluation.temporal import controller_release  # noqa: E402
 from carbon_feed.traces import default_trace_path, load_trace  # noqa: E402
 from deferral.annotations import DeferralSpec, parse_duration  # noqa: E402
-from deferral.planner import Forecast, Plan, Point, best_windows, plan_start, release_reason  # noqa: E402
+from deferral.planner import Forecast, Plan, Point, best_windows, plan_start  # noqa: E402
 
 HOUR = timedelta(hours=1)
 
@@ -156,20 +157,18 @@ def release_time(
     """When the controller releases the job: plan at every hour before the guard (or only at arrival
     with replan=False) and release at the first hour `release_reason` says so. Plans start on the
     trace's hours, so checking on the hour grid releases exactly when the controller would."""
-    plan: Plan | None = None
-    now = spec.earliest_start
-    while True:
-        if plan is None or (replan and now < spec.latest_start):
-            points = forecast_points(zone, series, now, horizon, kind)
-            started = time.perf_counter()
-            windows = best_windows(points, spec.duration, now, spec.deadline)
-            previous_hour = series.get(now - HOUR)
-            current = {zone: previous_hour} if previous_hour is not None else {}
-            plan = plan_start(spec, now, Forecast(windows, current), plan)
-            timings.append(time.perf_counter() - started)
-        if release_reason(spec, plan, now) is not None:
-            return now
-        now += HOUR
+
+    def plan_for(now: datetime, previous: Plan | None) -> Plan:
+        points = forecast_points(zone, series, now, horizon, kind)
+        started = time.perf_counter()
+        windows = best_windows(points, spec.duration, now, spec.deadline)
+        previous_hour = series.get(now - HOUR)
+        current = {zone: previous_hour} if previous_hour is not None else {}
+        plan = plan_start(spec, now, Forecast(windows, current), previous)
+        timings.append(time.perf_counter() - started)
+        return plan
+
+    return controller_release(spec, plan_for, replan=replan)
 
 
 class _NullWriter:

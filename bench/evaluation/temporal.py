@@ -137,6 +137,23 @@ def plan_at(issues: ForecastIssues, spec: DeferralSpec, hour: int, previous: Pla
     return plan_start(spec, now, Forecast(windows, current={issues.zone: current}), previous)
 
 
+def controller_release(
+    spec: DeferralSpec, plan_for: Callable[[datetime, Plan | None], Plan], *, replan: bool = True
+) -> datetime:
+    """When the controller releases a pod, checked on the hour grid from its earliest start: plan at
+    every hour before the guard (only once with replan=False), like plan_pending, and release at the
+    first hour the product's `release_reason` says so (at the latest, the guard)."""
+    plan: Plan | None = None
+    now = spec.earliest_start
+    while True:
+        # Like plan_pending: no plan is made at or past the guard; the releaser takes the pod as it is.
+        if plan is None or (replan and now < spec.latest_start):
+            plan = plan_for(now, plan)
+        if release_reason(spec, plan, now) is not None:
+            return now
+        now += HOUR
+
+
 def release_hour(
     issues: ForecastIssues, arrival: int, duration_h: int, slack_h: int, *, replan: bool = True
 ) -> int:
@@ -151,15 +168,12 @@ def release_hour(
     spec = DeferralSpec(
         duration=duration, deadline=arrived + timedelta(hours=slack_h) + duration, earliest_start=arrived
     )
-    plan: Plan | None = None
-    for hour in range(arrival, arrival + slack_h + 1):
-        now = issues.trace.time_of(hour)
-        # Like plan_pending: no plan is made at or past the guard; the releaser takes the pod as it is.
-        if plan is None or (replan and now < spec.latest_start):
-            plan = plan_at(issues, spec, hour, plan)
-        if release_reason(spec, plan, now) is not None:
-            return hour
-    raise AssertionError("release_reason always releases at the deadline guard")
+    released = controller_release(
+        spec,
+        lambda now, previous: plan_at(issues, spec, arrival + int((now - arrived) / HOUR), previous),
+        replan=replan,
+    )
+    return arrival + int((released - arrived) / HOUR)
 
 
 def plan_with_product(
