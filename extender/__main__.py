@@ -27,7 +27,7 @@ from extender.app import Binder, Service, create_app, create_ops_app
 from extender.carbon import CarbonState, FeedPoller, SnapshotFileWatcher
 from extender.metrics import ExtenderMetrics
 from extender.nodes import NodeLookup
-from extender.settings import ENV_PREFIX, ExtenderSettings, field_docs, validate
+from extender.settings import ENV_PREFIX, EventLoop, ExtenderSettings, field_docs, validate
 from extender.zones import RegionMapError, ZoneResolver, load_region_map
 
 log = logging.getLogger("extender")
@@ -201,7 +201,7 @@ async def serve(settings: ExtenderSettings, stop: asyncio.Event | None = None) -
             await api.close()
 
 
-def event_loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+def event_loop_factory(choice: EventLoop) -> Callable[[], asyncio.AbstractEventLoop] | None:
     """The loop factory for asyncio.Runner; None means asyncio's default loop. uvloop's loop and
     transports cost less per request, and every scheduling cycle waits for our filter and
     prioritize answers (docs/e2e.md measures the throughput); "auto" falls back quietly where
