@@ -22,7 +22,13 @@ def parse_rfc3339(value: str) -> datetime:
         raise ValueError(f"not an RFC 3339 timestamp: {value!r}") from None
     if parsed.tzinfo is None:
         raise ValueError(f"timestamp has no UTC offset: {value!r}")
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        # 9999-12-31T23:59:59-12:00 or 0001-01-01T00:00:00+01:00 parse, but their UTC instant lies
+        # outside datetime's range. Callers catch ValueError; an OverflowError escaping here once
+        # ended the extender's snapshot watcher for good.
+        raise ValueError(f"timestamp out of range once converted to UTC: {value!r}") from None
 
 
 def format_rfc3339(moment: datetime) -> str:
