@@ -1,8 +1,11 @@
 """The snapshot: the one contract between carbon_feed (writer) and the extender (reader).
 
 Schema (DESIGN.md): ``{"schemaVersion": 1, "generatedAt": RFC3339, "zones": {zone: {"intensity",
-"unit", "observedAt", "source", "estimated", "signal", "forecast": [{"start", "end", "intensity"}]}}}``.
-Intensity is always gCO2eq/kWh. A zone with no fresh reading is absent, never guessed.
+"unit", "observedAt", "periodSeconds", "source", "estimated", "signal", "forecast": [{"start", "end",
+"intensity"}]}}}``. Intensity is always gCO2eq/kWh. A zone with no fresh reading is absent, never guessed.
+
+Freshness is defined here once (`reading_age`, `is_fresh`): a reading describes the period
+``[observedAt, observedAt + periodSeconds)`` and its age is measured from the end of that period.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import os
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,6 +29,9 @@ Signal = Literal["average", "marginal"]
 SIGNALS: tuple[Signal, ...] = ("average", "marginal")
 # Above any real grid (lignite is ~1,100 g/kWh lifecycle); larger values are unit mistakes.
 MAX_PLAUSIBLE_INTENSITY = 2500.0
+# A week: longer than any real averaging period (static zones use a day); larger is a unit mistake
+# (milliseconds) and, unchecked, would keep a reading "fresh" for ever.
+MAX_PERIOD_SECONDS = 7 * 24 * 3600.0
 
 
 class SnapshotError(ValueError):
@@ -48,6 +54,8 @@ class ZoneReading:
     estimated: bool = False
     signal: Signal = "average"
     forecast: tuple[ForecastPoint, ...] = ()
+    period_seconds: float = 0.0
+    """Length of the period starting at observed_at that the reading describes; 0 for a point reading."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,10 +74,33 @@ def _intensity(value: Any, where: str) -> float:
     return number
 
 
+def _period(value: Any, where: str) -> float:
+    if value is None:  # absent: a snapshot from before periodSeconds, read as a point reading
+        return 0.0
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise SnapshotError(f"{where}: periodSeconds must be a number, got {value!r}")
+    number = float(value)
+    if not math.isfinite(number) or number < 0 or number > MAX_PERIOD_SECONDS:
+        raise SnapshotError(f"{where}: periodSeconds {number!r} is outside 0..{MAX_PERIOD_SECONDS:g}")
+    return number
+
+
+def reading_age(reading: ZoneReading, now: datetime) -> float:
+    """Seconds since the end of the reading's period (observedAt + periodSeconds), the one definition
+    of age every component uses. A period still running, or clock skew, gives 0, never negative."""
+    end = reading.observed_at + timedelta(seconds=reading.period_seconds)
+    return max(0.0, (now - end).total_seconds())
+
+
+def is_fresh(reading: ZoneReading, now: datetime, max_age: float) -> bool:
+    """True when the reading's age (`reading_age`) is at most `max_age` seconds."""
+    return reading_age(reading, now) <= max_age
+
+
 def _time(value: Any, where: str) -> datetime:
     try:
         return parse_rfc3339(value)
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:
         raise SnapshotError(f"{where}: {exc}") from None
 
 
@@ -101,14 +132,24 @@ def _zone(name: str, raw: Any) -> ZoneReading:
     estimated = raw.get("estimated", False)
     if not isinstance(source, str) or not isinstance(estimated, bool):
         raise SnapshotError(f"{where}: source must be a string and estimated a boolean")
+    observed_at = _time(raw.get("observedAt"), where + ".observedAt")
+    period = _period(raw.get("periodSeconds"), where)
+    try:
+        # reading_age adds the two on every request; an end past year 9999 must fail here, not there.
+        observed_at + timedelta(seconds=period)
+    except OverflowError:
+        raise SnapshotError(
+            f"{where}: observedAt + periodSeconds is past the last representable time"
+        ) from None
     return ZoneReading(
         zone=name,
         intensity=_intensity(raw.get("intensity"), where),
-        observed_at=_time(raw.get("observedAt"), where + ".observedAt"),
+        observed_at=observed_at,
         source=source,
         estimated=estimated,
         signal=signal,
         forecast=tuple(sorted(forecast, key=lambda p: p.start)),
+        period_seconds=period,
     )
 
 
@@ -141,6 +182,7 @@ def snapshot_to_dict(snapshot: Snapshot) -> dict[str, Any]:
                 "intensity": z.intensity,
                 "unit": UNIT,
                 "observedAt": format_rfc3339(z.observed_at),
+                "periodSeconds": z.period_seconds,
                 "source": z.source,
                 "estimated": z.estimated,
                 "signal": z.signal,

@@ -17,7 +17,14 @@ from pathlib import Path
 
 import aiohttp
 
-from carbon_common.snapshot import Snapshot, SnapshotError, ZoneReading, parse_snapshot
+from carbon_common.snapshot import (
+    Snapshot,
+    SnapshotError,
+    ZoneReading,
+    is_fresh,
+    parse_snapshot,
+    reading_age,
+)
 from carbon_common.tasks import cancel_and_wait
 from carbon_common.timeutil import utcnow
 
@@ -34,17 +41,17 @@ class CarbonView:
         return self.snapshot.zones.get(zone)
 
     def age(self, zone: str, now: datetime) -> float | None:
-        """Seconds since the zone's observation; None if the zone is absent. Clock skew that puts an
-        observation slightly in the future counts as age 0 rather than a negative age."""
+        """Seconds since the end of the zone's reading period (carbon_common.snapshot.reading_age);
+        None if the zone is absent."""
         reading = self.snapshot.zones.get(zone)
         if reading is None:
             return None
-        return max(0.0, (now - reading.observed_at).total_seconds())
+        return reading_age(reading, now)
 
     def fresh(self, zone: str, now: datetime, max_age: float) -> ZoneReading | None:
         """The zone's reading if it is at most `max_age` seconds old, else None."""
         reading = self.snapshot.zones.get(zone)
-        if reading is None or (now - reading.observed_at).total_seconds() > max_age:
+        if reading is None or not is_fresh(reading, now, max_age):
             return None
         return reading
 

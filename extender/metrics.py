@@ -15,6 +15,7 @@ from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
 
 from carbon_common.kube import WatchStats
+from carbon_common.snapshot import reading_age
 from carbon_common.timeutil import utcnow
 from extender.carbon import CarbonState
 from extender.nodes import NodeLookup
@@ -86,7 +87,7 @@ class _StateCollector(Collector):
                 yield family
         age = GaugeMetricFamily(
             f"{NS}_carbon_data_age_seconds",
-            "Seconds since the zone's current reading was observed.",
+            "Seconds since the end of the period of the zone's current reading (observedAt + periodSeconds).",
             labels=["zone"],
         )
         intensity = GaugeMetricFamily(
@@ -98,7 +99,7 @@ class _StateCollector(Collector):
         if view is not None:
             now = utcnow()
             for zone, reading in sorted(view.snapshot.zones.items()):
-                age.add_metric([zone], max(0.0, (now - reading.observed_at).total_seconds()))
+                age.add_metric([zone], reading_age(reading, now))
                 intensity.add_metric([zone], reading.intensity)
         yield age
         yield intensity

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from carbon_common.snapshot import reading_age
 from extender.carbon import CarbonView
 from extender.settings import ExtenderSettings
 from extender.wire import MAX_SCORE, MIN_SCORE
@@ -101,7 +102,7 @@ def _facts(
     reading = view.snapshot.zones.get(zone) if view is not None else None
     if reading is None:
         return "missing", None, None
-    age = max(0.0, (now - reading.observed_at).total_seconds())
+    age = reading_age(reading, now)  # the one definition of age (carbon_common.snapshot)
     return ("fresh" if age <= max_age else "stale"), reading.intensity, age
 
 

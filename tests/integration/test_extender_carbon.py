@@ -34,6 +34,15 @@ def test_view_fresh_and_age() -> None:
     assert view.age("FR", later) is None
 
 
+def test_view_measures_age_from_the_end_of_the_period() -> None:
+    # issue 12 item 9: a one-day static reading observed 2 h ago is fresh (its period has not ended).
+    hourly = Snapshot(T, {"ST": ZoneReading("ST", 100.0, T, "static", period_seconds=86400.0)})
+    view = CarbonView(hourly, T)
+    two_hours = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+    assert view.age("ST", two_hours) == 0.0
+    assert view.fresh("ST", two_hours, 600.0) is not None
+
+
 # --- file watcher -------------------------------------------------------------------------------
 
 

@@ -73,6 +73,18 @@ def test_unknown_zone_missing_zone_and_stale_data_are_neutral() -> None:
     assert z["DE"].age == pytest.approx(4 * 3600.0)
 
 
+def test_a_long_period_reading_is_fresh_until_its_period_ends_plus_max_age() -> None:
+    # issue 12 item 9: a static zone with a one-day period, observed 20 h ago, is fresh (age 0), as
+    # the feed says; measured from observedAt it used to be stale and scored neutrally.
+    day = ZoneReading("ST", 50.0, NOW - timedelta(hours=20), "static", period_seconds=86400.0)
+    hourly = ZoneReading("DE", 400.0, NOW - timedelta(minutes=10), "test")
+    v = CarbonView(Snapshot(NOW, {"ST": day, "DE": hourly}), NOW)
+    ev = evaluate(PodPolicy(), {"ST": 1, "DE": 1}, v, NOW, S)
+    assert ev.zones["ST"].status == "fresh"
+    assert ev.zones["ST"].age == 0.0
+    assert (ev.zones["ST"].score, ev.zones["DE"].score) == (10, 0)
+
+
 def test_no_data_at_all_is_neutral_everywhere() -> None:
     assert scores({"DE": 1, "FR": 1}, None) == {"DE": 5, "FR": 5}
     all_stale = view({"DE": 1e6, "FR": 1e6}, DE=100.0, FR=500.0)

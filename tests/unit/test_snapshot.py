@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,9 @@ from carbon_common.snapshot import (
     SnapshotError,
     ZoneReading,
     encode_snapshot,
+    is_fresh,
     parse_snapshot,
+    reading_age,
     write_snapshot_atomic,
 )
 
@@ -90,6 +92,21 @@ def _with(zone_patch: dict[str, Any] | None = None, **top: Any) -> bytes:
             "end is not after start",
         ),
         (_with({"source": 5}), "source"),
+        (_with({"periodSeconds": -1}), "periodSeconds"),
+        (_with({"periodSeconds": "3600"}), "periodSeconds must be a number"),
+        (_with({"periodSeconds": True}), "periodSeconds must be a number"),
+        (_with({"periodSeconds": 1e12}), "periodSeconds"),
+        # Out-of-range instants once in UTC (issue 12 item 1): a SnapshotError, never OverflowError.
+        (_with({"observedAt": "9999-12-31T23:59:59-12:00"}), "observedAt"),
+        (_with({"observedAt": "0001-01-01T00:00:00+01:00"}), "observedAt"),
+        (_with(generatedAt="9999-12-31T23:59:59-12:00"), "generatedAt"),
+        (
+            _with(
+                {"forecast": [{"start": "0001-01-01T00:00:00+01:00", "end": T.isoformat(), "intensity": 1}]}
+            ),
+            "forecast",
+        ),
+        (_with({"observedAt": "9999-12-31T23:00:00Z", "periodSeconds": 7200}), "past the last"),
     ],
 )
 def test_bad_snapshots_name_the_field(data: bytes, message: str) -> None:
@@ -107,3 +124,25 @@ def test_atomic_write_replaces_and_leaves_no_temp(tmp_path: Path) -> None:
     assert parse_snapshot(target.read_bytes()) == second
     assert os.stat(target).st_ino != inode
     assert [p.name for p in target.parent.iterdir()] == ["snapshot.json"]
+
+
+def test_period_seconds_parsed_missing_is_zero_and_round_trips() -> None:
+    assert parse_snapshot(orjson.dumps(DOC)).zones["US-CAL-CISO"].period_seconds == 0.0
+    snap = parse_snapshot(_with({"periodSeconds": 3600}))
+    assert snap.zones["US-CAL-CISO"].period_seconds == 3600.0
+    assert parse_snapshot(encode_snapshot(snap)) == snap
+
+
+def test_age_is_measured_from_the_end_of_the_period() -> None:
+    # DESIGN.md: age = now - (observedAt + periodSeconds). A day-long static reading observed 25 h ago
+    # is one hour old, not 25.
+    day = ZoneReading("X", 100.0, T, "static", period_seconds=86400.0)
+    now = T + timedelta(hours=25)
+    assert reading_age(day, now) == 3600.0
+    assert is_fresh(day, now, 3600.0)
+    assert not is_fresh(day, now, 3599.0)
+    point = ZoneReading("X", 100.0, T, "t")
+    assert reading_age(point, now) == 25 * 3600.0
+    # A period still running, or clock skew, is age 0, never negative.
+    assert reading_age(day, T + timedelta(hours=1)) == 0.0
+    assert reading_age(point, T - timedelta(minutes=1)) == 0.0
