@@ -126,6 +126,22 @@ def parse_spec(
     ``created`` anchors ``max-delay`` and is the default earliest start. Only the pod's own
     annotations are read, so a restarted controller computes the same deadline guard.
     """
+    try:
+        spec = _parse_spec(annotations, created, prefix, margin)
+        spec.latest_start  # noqa: B018 - computed here so that it cannot overflow later
+    except OverflowError:
+        # Times at the edge of what a datetime holds (9999-12-31, 0001-01-01) parse, but a run
+        # starting or ending there does not fit: as invalid as any other impossible span.
+        raise InvalidDeferral(
+            f"times out of range: a run cannot start at {prefix}{EARLIEST_START} or end by "
+            f"{prefix}{DEADLINE} so close to year 1 or 9999"
+        ) from None
+    return spec
+
+
+def _parse_spec(
+    annotations: Mapping[str, str] | None, created: datetime, prefix: str, margin: timedelta
+) -> DeferralSpec:
     notes = annotations or {}
     raw_duration = notes.get(prefix + DURATION)
     if raw_duration is None:

@@ -178,8 +178,11 @@ class GreenWindowController:
                 timedelta(seconds=self.options.guard_margin),
             )
             state.invalid = None
-        except InvalidDeferral as error:
-            state.spec, state.invalid = None, str(error)
+        except Exception as error:  # InvalidDeferral, or a bug: either way the pod is released at once
+            state.spec, state.invalid = (
+                None,
+                str(error) if isinstance(error, InvalidDeferral) else repr(error),
+            )
             state.refresh_due()
             return
         # The annotation is the shared truth: a follower keeps up with the leader's re-plans through

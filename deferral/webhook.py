@@ -1,7 +1,9 @@
 """Mutating admission webhook: add the green-window scheduling gate to pods that opted in.
 
-The webhook must never stand in the way of a pod: every error, malformed review or unexpected object is
-answered ``allowed: true`` without a patch (and the MutatingWebhookConfiguration uses
+The webhook must never stand in the way of a pod: every error or unexpected object is answered
+``allowed: true`` (with the request's uid, and a warning when something went wrong); a body that is not
+an AdmissionReview (``admission.k8s.io/v1`` or ``v1beta1``, answered in the version received) gets a
+400 with a JSON ``error`` (and the MutatingWebhookConfiguration uses
 ``failurePolicy: Ignore`` with a short ``timeoutSeconds`` so the API server also admits pods when the
 webhook is down or slow). Which namespaces are in scope is the configuration's ``namespaceSelector``
 (``carbon-aware.io/deferral=enabled``); here we only look at the pod.
@@ -56,17 +58,57 @@ def gate_patch(pod: Mapping[str, Any], prefix: str = PREFIX, gate: str = GATE) -
     return [{"op": "add", "path": "/spec/schedulingGates/-", "value": {"name": gate}}]
 
 
+API_VERSIONS = ("admission.k8s.io/v1", "admission.k8s.io/v1beta1")
+"""Both carry the same request and response fields; the answer is written in the version received."""
+
+
+class NotAReview(ValueError):
+    """The body is not an AdmissionReview request we can answer (no uid to answer to)."""
+
+
+def _envelope(review: Any) -> tuple[str, Mapping[str, Any], str]:
+    """(apiVersion, request, uid) of an AdmissionReview request; NotAReview saying what is wrong."""
+    if not isinstance(review, Mapping):
+        raise NotAReview("body is not a JSON object")
+    if review.get("kind") != "AdmissionReview":
+        raise NotAReview(f"kind must be AdmissionReview, got {review.get('kind')!r}")
+    version = review.get("apiVersion")
+    if version not in API_VERSIONS:
+        raise NotAReview(f"apiVersion must be one of {', '.join(API_VERSIONS)}, got {version!r}")
+    request = review.get("request")
+    if not isinstance(request, Mapping):
+        raise NotAReview("AdmissionReview has no request")
+    uid = request.get("uid")
+    if not isinstance(uid, str) or not uid:
+        raise NotAReview("AdmissionReview request has no uid")
+    return str(version), request, uid
+
+
 def review_response(review: Any, prefix: str = PREFIX, gate: str = GATE) -> tuple[dict[str, Any], str]:
     """The AdmissionReview answer for one request, and what we did (for metrics and logs).
 
     Outcomes: ``gated``, ``skipped`` (not opted in / already gated / not a pod create), ``error``.
+    Raises `NotAReview` when there is no request to answer; past that point every answer carries the
+    request's uid, so the API server always reads it (an answer without the uid is discarded, and
+    ``failurePolicy: Ignore`` then admits the pod ungated without a word).
     """
-    request = review.get("request") if isinstance(review, Mapping) else None
-    uid = request.get("uid") if isinstance(request, Mapping) else None
-    response: dict[str, Any] = {"uid": uid if isinstance(uid, str) else "", "allowed": True}
-    answer = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response}
-    if not isinstance(request, Mapping) or not isinstance(uid, str):
+    version, request, uid = _envelope(review)
+    response: dict[str, Any] = {"uid": uid, "allowed": True}
+    answer = {"apiVersion": version, "kind": "AdmissionReview", "response": response}
+    try:
+        outcome = _mutate(request, response, prefix, gate)
+    except Exception as error:  # a bug: admit unchanged, but say so where the user looks
+        log.exception("admission review failed, allowing the pod without the gate", extra={"uid": uid})
+        response.pop("patch", None)
+        response.pop("patchType", None)
+        response["warnings"] = [
+            f"carbon-aware deferral webhook failed, the pod is not deferred: {error!r}"[:250]
+        ]
         return answer, "error"
+    return answer, outcome
+
+
+def _mutate(request: Mapping[str, Any], response: dict[str, Any], prefix: str, gate: str) -> str:
     kind = request.get("kind") or {}
     pod = request.get("object")
     if (
@@ -75,45 +117,48 @@ def review_response(review: Any, prefix: str = PREFIX, gate: str = GATE) -> tupl
         or kind.get("kind") != "Pod"
         or not isinstance(pod, Mapping)
     ):
-        return answer, "skipped"
+        return "skipped"
     ops = gate_patch(pod, prefix, gate)
     if not ops:
-        return answer, "skipped"
-    response["patchType"] = "JSONPatch"
-    response["patch"] = base64.b64encode(orjson.dumps(ops)).decode()
+        return "skipped"
     annotations = (pod.get("metadata") or {}).get("annotations") or {}
     try:
         # The pod has no creationTimestamp yet at admission: now is what the API server will stamp.
         parse_spec(annotations, created=utcnow(), prefix=prefix)
     except InvalidDeferral as error:
-        # The API server may truncate warnings over 256 characters; keep ours whole.
+        # Still gated: the controller releases it at once with a CarbonInvalid Event on the pod, so the
+        # explanation stays visible after kubectl's output is gone. The API server may truncate
+        # warnings over 256 characters; keep ours whole.
         response["warnings"] = [f"carbon-aware deferral ignored, the pod starts at once: {error}"[:250]]
-    return answer, "gated"
+    response["patchType"] = "JSONPatch"
+    response["patch"] = base64.b64encode(orjson.dumps(ops)).decode()
+    return "gated"
 
 
 KEY_METRICS = web.AppKey("deferral_webhook_metrics", DeferralMetrics)
 KEY_PREFIX = web.AppKey("deferral_webhook_prefix", str)
 
 
+def _reject(metrics: DeferralMetrics, message: str) -> web.Response:
+    # Nothing to answer to (no uid): the API server would discard any AdmissionReview we sent. A 400
+    # with the reason makes the cause obvious in its logs; failurePolicy decides what happens next.
+    log.warning("not an admission review", extra={"error": message})
+    metrics.admissions.labels(outcome="error").inc()
+    return web.Response(status=400, body=orjson.dumps({"error": message}), content_type="application/json")
+
+
 async def handle_mutate(request: web.Request) -> web.Response:
     metrics = request.app[KEY_METRICS]
-    outcome = "error"
+    if request.content_length is not None and request.content_length > MAX_REVIEW_BYTES:
+        return _reject(metrics, f"body of {request.content_length} bytes exceeds {MAX_REVIEW_BYTES}")
     try:
-        if request.content_length is not None and request.content_length > MAX_REVIEW_BYTES:
-            raise ValueError(f"body of {request.content_length} bytes exceeds {MAX_REVIEW_BYTES}")
         review = orjson.loads(await request.read())
+    except orjson.JSONDecodeError as error:
+        return _reject(metrics, f"body is not JSON: {error}")
+    try:
         answer, outcome = review_response(review, request.app[KEY_PREFIX])
-    except Exception as error:  # never block admission: answer "allowed" whatever went wrong
-        log.warning("admission review failed, allowing unchanged", extra={"error": repr(error)})
-        answer = {
-            "apiVersion": "admission.k8s.io/v1",
-            "kind": "AdmissionReview",
-            "response": {"uid": "", "allowed": True},
-        }
-        # A body we cannot parse has no uid the API server could match: it rejects the answer and
-        # failurePolicy Ignore admits the pod. 400 makes the cause obvious in its logs.
-        metrics.admissions.labels(outcome="error").inc()
-        return web.Response(status=400, body=orjson.dumps(answer), content_type="application/json")
+    except NotAReview as error:
+        return _reject(metrics, str(error))
     metrics.admissions.labels(outcome=outcome).inc()
     return web.Response(body=orjson.dumps(answer), content_type="application/json")
 

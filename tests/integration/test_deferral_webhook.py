@@ -1,4 +1,4 @@
-"""The mutating webhook over real loopback HTTP: gate added once, never blocks, bad input allowed."""
+"""The mutating webhook over real loopback HTTP: gate added once, never blocks, non-reviews rejected."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from deferral.metrics import DeferralMetrics
 from deferral.webhook import KEY_METRICS, add_webhook_routes, gate_patch
 
 GATE = "carbon-aware.io/green-window"
+UID = "705ab4f5-6393-11e8-b7cc-42010a800002"
 OPTED_IN = {"carbon-aware.io/duration": "1h", "carbon-aware.io/max-delay": "6h"}
 
 ClientFactory = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
@@ -25,7 +26,7 @@ def review(pod: dict[str, Any], operation: str = "CREATE", kind: str = "Pod") ->
         "apiVersion": "admission.k8s.io/v1",
         "kind": "AdmissionReview",
         "request": {
-            "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
+            "uid": UID,
             "kind": {"group": "", "version": "v1", "kind": kind},
             "operation": operation,
             "namespace": "batch",
@@ -120,18 +121,82 @@ async def test_invalid_annotations_are_gated_with_a_warning(client: TestClient[A
 
 @pytest.mark.parametrize(
     "raw",
-    [b"not json", b"[]", b"{}", b'{"request": {"uid": 5}}', orjson.dumps(review({"metadata": 7}))],
+    [
+        b"not json",
+        b"[]",
+        b"{}",
+        b'{"request": {"uid": 5}}',
+        orjson.dumps({**review(pod(OPTED_IN)), "kind": "Pod"}),
+        orjson.dumps({**review(pod(OPTED_IN)), "apiVersion": "admission.k8s.io/v2"}),
+        orjson.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}),
+        orjson.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {}}),
+        orjson.dumps(
+            {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"uid": ""}}
+        ),
+    ],
 )
-async def test_garbage_is_allowed_and_the_service_keeps_serving(
+async def test_what_is_not_an_admission_review_is_rejected_and_the_service_keeps_serving(
     client: TestClient[Any, Any], raw: bytes
 ) -> None:
     resp = await client.post("/mutate", data=raw, headers={"Content-Type": "application/json"})
-    assert resp.status in (200, 400)
+    assert resp.status == 400
     answer = await resp.json()
-    assert answer["response"]["allowed"] is True
-    assert "patch" not in answer["response"]
+    assert isinstance(answer["error"], str)
+    assert answer["error"]
     ok = await post(client, review(pod(OPTED_IN)))
     assert "patch" in ok
+
+
+async def test_unexpected_objects_are_allowed_unchanged_with_the_uid(client: TestClient[Any, Any]) -> None:
+    response = await post(client, review({"metadata": 7}))
+    assert response["uid"] == UID
+    assert "patch" not in response
+
+
+async def test_the_answer_is_in_the_version_received(client: TestClient[Any, Any]) -> None:
+    body = {**review(pod(OPTED_IN)), "apiVersion": "admission.k8s.io/v1beta1"}
+    resp = await client.post("/mutate", data=orjson.dumps(body), headers={"Content-Type": "application/json"})
+    assert resp.status == 200
+    answer = await resp.json()
+    assert answer["apiVersion"] == "admission.k8s.io/v1beta1"
+    assert answer["response"]["uid"] == UID
+    assert answer["response"]["patchType"] == "JSONPatch"
+
+
+@pytest.mark.parametrize(
+    "notes",
+    [
+        {"carbon-aware.io/deadline": "9999-12-31T23:59:59-12:00"},
+        {"carbon-aware.io/deadline": "0001-01-01T00:00:00+01:00"},
+        {"carbon-aware.io/max-delay": "1h", "carbon-aware.io/earliest-start": "9999-12-31T23:30:00Z"},
+        {
+            "carbon-aware.io/deadline": "9999-12-31T23:59:59Z",
+            "carbon-aware.io/earliest-start": "9999-12-31T23:30:00Z",
+        },
+    ],
+)
+async def test_out_of_range_times_are_gated_with_a_warning_and_the_uid(
+    client: TestClient[Any, Any], notes: dict[str, str]
+) -> None:
+    response = await post(client, review(pod({"carbon-aware.io/duration": "1h", **notes})))
+    assert response["uid"] == UID
+    assert response["patchType"] == "JSONPatch"
+    assert any("out of range" in warning for warning in response["warnings"])
+
+
+async def test_a_webhook_bug_admits_the_pod_with_the_uid_and_a_warning(
+    client: TestClient[Any, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*_: Any, **__: Any) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("deferral.webhook.parse_spec", broken)
+    response = await post(client, review(pod(OPTED_IN)))
+    assert response["uid"] == UID
+    assert "patch" not in response
+    assert any("not deferred" in warning and "boom" in warning for warning in response["warnings"])
+    registry = client.app[KEY_METRICS].registry
+    assert registry.get_sample_value("deferral_admissions_total", {"outcome": "error"}) == 1
 
 
 async def test_outcomes_are_counted(client: TestClient[Any, Any]) -> None:

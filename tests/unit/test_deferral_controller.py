@@ -240,3 +240,16 @@ async def test_follower_tracks_the_leaders_latest_plan_from_the_annotation() -> 
     clock.now = T0 + 2 * H
     assert await follower.release_due() == 1
     assert released(follower, "window_reached") == 1
+
+
+async def test_out_of_range_times_release_the_pod_at_once_as_invalid() -> None:
+    controller, writer, _, _ = build()
+    notes = {
+        "carbon-aware.io/duration": "1h",
+        "carbon-aware.io/earliest-start": "9999-12-31T23:30:00Z",
+        "carbon-aware.io/deadline": "9999-12-31T23:59:59Z",
+    }
+    controller.on_list([controller.transform(pod("edge", notes))])
+    assert await controller.release_due() == 1
+    assert released(controller, "invalid") == 1
+    assert any(e[1] == "CarbonInvalid" and "out of range" in e[2] for e in writer.events)
