@@ -469,7 +469,15 @@ async def readyz(request: web.Request) -> web.Response:
     ready = state.nodes.synced
     # Missing carbon data does not make the extender unready: it scores neutrally instead, so the
     # scheduler never stalls because a carbon API is down.
-    body = {"ready": ready, "nodes": len(state.nodes), "carbonData": state.carbon.view is not None}
+    carbon = state.carbon
+    body = {
+        "ready": ready,
+        "nodes": len(state.nodes),
+        "carbonData": carbon.view is not None,
+        # Shown, not acted on: a failing source leaves the last good data (or neutral scores).
+        "carbonSourceFailing": carbon.failing,
+        "carbonSourceError": carbon.last_error if carbon.failing else None,
+    }
     return _json(orjson.dumps(body), 200 if ready else 503)
 
 

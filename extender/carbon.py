@@ -57,23 +57,43 @@ class CarbonView:
 
 
 class CarbonState:
-    """The current view, swapped atomically by a background source. `view` is None until first data."""
+    """The current view, swapped atomically by a background source. `view` is None until first data.
 
-    __slots__ = ("errors", "last_error", "updates", "view")
+    `failing` is True from a source's failed attempt until its next successful one (a new snapshot,
+    or the feed answering 304): /readyz and the `carbon_source_failing` gauge show it."""
+
+    __slots__ = ("errors", "failing", "last_error", "updates", "view")
 
     def __init__(self, view: CarbonView | None = None) -> None:
         self.view = view
         self.updates = 0
         self.errors = 0
+        self.failing = False
         self.last_error: str | None = None
 
     def set(self, view: CarbonView) -> None:
         self.view = view
         self.updates += 1
+        self.failing = False
+
+    def record_ok(self) -> None:
+        self.failing = False
 
     def record_error(self, message: str) -> None:
         self.errors += 1
+        self.failing = True
         self.last_error = message
+
+
+# Unexpected errors (a bug, not bad data) are retried after 1 s, 2 s, 4 s ... up to a minute.
+UNEXPECTED_MAX_BACKOFF = 60.0
+
+
+def unexpected_backoff(failures: int, base: float) -> float:
+    """Delay before retrying after `failures` consecutive unexpected errors (base doubles, capped)."""
+    if failures <= 0:
+        return base
+    return float(min(UNEXPECTED_MAX_BACKOFF, max(base, 1.0) * 2.0 ** (failures - 1)))
 
 
 class SnapshotFileWatcher:
@@ -90,6 +110,7 @@ class SnapshotFileWatcher:
         self.interval = interval
         self._signature: tuple[int, int, int] | None = None
         self._missing_logged = False
+        self.unexpected_failures = 0
         self._task: asyncio.Task[None] | None = None
 
     def check(self) -> bool:
@@ -98,6 +119,7 @@ class SnapshotFileWatcher:
             st = os.stat(self.path)
         except OSError as exc:
             if not self._missing_logged:
+                self.state.record_error(f"snapshot file unavailable: {exc}")  # counted once per outage
                 log.warning(
                     "snapshot file unavailable, keeping last data",
                     extra={"path": str(self.path), "error": str(exc)},
@@ -111,7 +133,7 @@ class SnapshotFileWatcher:
         self._signature = signature
         try:
             snapshot = parse_snapshot(self.path.read_bytes())
-        except (OSError, SnapshotError) as exc:
+        except (OSError, SnapshotError) as exc:  # SnapshotError is a ValueError: every bad value
             self.state.record_error(str(exc))
             log.error(
                 "bad snapshot file, keeping last good data", extra={"path": str(self.path), "error": str(exc)}
@@ -121,13 +143,30 @@ class SnapshotFileWatcher:
         log.info("snapshot loaded", extra={"path": str(self.path), "zones": len(snapshot.zones)})
         return True
 
+    def tick(self) -> None:
+        """check(), surviving anything: an exception check() does not expect (a bug, a MemoryError) is
+        logged with its traceback, counted, and the file is read again on a later tick, backing off
+        while the failures continue."""
+        try:
+            self.check()
+        except Exception as exc:
+            self._signature = None  # read the file again next time, even if it did not change
+            self.unexpected_failures += 1
+            self.state.record_error(f"{type(exc).__name__}: {exc}")
+            log.exception(
+                "snapshot file check failed unexpectedly, keeping last good data and retrying",
+                extra={"path": str(self.path), "failures": self.unexpected_failures},
+            )
+        else:
+            self.unexpected_failures = 0
+
     async def _run(self) -> None:
         while True:
-            await asyncio.sleep(self.interval)
-            self.check()
+            await asyncio.sleep(unexpected_backoff(self.unexpected_failures, self.interval))
+            self.tick()
 
     async def start(self) -> None:
-        self.check()
+        self.tick()
         self._task = asyncio.create_task(self._run(), name="snapshot-file-watcher")
 
     async def stop(self) -> None:
@@ -169,6 +208,7 @@ class FeedPoller:
             async with self._session.get(self.url, headers=headers) as response:
                 if response.status == 304:
                     self.failures = 0
+                    self.state.record_ok()
                     return False
                 if response.status != 200:
                     raise SnapshotError(f"feed answered HTTP {response.status}")
@@ -198,7 +238,18 @@ class FeedPoller:
 
     async def _run(self) -> None:
         while True:
-            await self.poll_once()
+            try:
+                await self.poll_once()
+            except Exception as exc:
+                # Not a feed error poll_once knows (those are recorded there): a bug or a surprise
+                # from the client stack. Log the traceback, count it, and retry with backoff; a
+                # poller that died here would leave the extender on old data with no sign of it.
+                self.failures += 1
+                self.state.record_error(f"{type(exc).__name__}: {exc}")
+                log.exception(
+                    "feed poll failed unexpectedly, keeping last good data and retrying",
+                    extra={"url": self.url, "failures": self.failures},
+                )
             await asyncio.sleep(self.next_delay())
 
     async def start(self) -> None:

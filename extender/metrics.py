@@ -109,6 +109,12 @@ class _StateCollector(Collector):
         )
         errors.add_metric([], float(self.carbon.errors))
         yield errors
+        failing = GaugeMetricFamily(
+            f"{NS}_carbon_source_failing",
+            "1 while the carbon source's last attempt failed (file missing or bad, feed error), else 0.",
+        )
+        failing.add_metric([], 1.0 if self.carbon.failing else 0.0)
+        yield failing
         loaded = GaugeMetricFamily(f"{NS}_carbon_data_loaded", "1 when the extender holds any carbon data.")
         loaded.add_metric([], 0.0 if view is None else 1.0)
         yield loaded

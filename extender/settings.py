@@ -61,7 +61,8 @@ class ExtenderSettings:
     feed_poll_interval: float = 30.0
     """Seconds between polls of --feed-url (errors retry sooner, with backoff)."""
     max_data_age: float = 3 * 3600.0
-    """Seconds after a zone's observedAt when its reading is too old to steer by (hourly data, ~1 h lag)."""
+    """Seconds after the end of a zone's reading period (observedAt + periodSeconds) when the reading is
+    too old to steer by."""
 
     # --- policy ---
     scoring: ScoringMode = "relative"

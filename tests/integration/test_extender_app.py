@@ -454,7 +454,31 @@ async def test_readyz_follows_node_cache_not_carbon_data(make_client: MakeClient
     client = await make_client(state=CarbonState())
     resp = await client.get("/readyz")
     assert resp.status == 200
-    assert orjson.loads(await resp.read()) == {"ready": True, "nodes": len(ZONES), "carbonData": False}
+    assert orjson.loads(await resp.read()) == {
+        "ready": True,
+        "nodes": len(ZONES),
+        "carbonData": False,
+        "carbonSourceFailing": False,
+        "carbonSourceError": None,
+    }
+
+
+async def test_readyz_and_metrics_show_a_failing_carbon_source_but_stay_ready(
+    make_client: MakeClient,
+) -> None:
+    # issue 12 item 1: a source that keeps failing is visible (readiness body, gauge, counter); the
+    # extender stays ready and scores on its last good data.
+    state = carbon()
+    state.record_error("zones.DE.observedAt: timestamp out of range")
+    client = await make_client(state=state)
+    resp = await client.get("/readyz")
+    assert resp.status == 200
+    body = orjson.loads(await resp.read())
+    assert (body["carbonData"], body["carbonSourceFailing"]) == (True, True)
+    assert "out of range" in body["carbonSourceError"]
+    text = await (await client.get("/metrics")).text()
+    assert metric_value(text, "carbon_extender_carbon_source_failing") == 1.0
+    assert metric_value(text, "carbon_extender_carbon_source_errors_total") == 1.0
 
 
 async def test_metrics_exposition(make_client: MakeClient) -> None:

@@ -52,11 +52,15 @@ def test_watcher_loads_reloads_and_keeps_last_good(tmp_path: Path) -> None:
     watcher = SnapshotFileWatcher(path, state)
     assert watcher.check() is False  # missing file: no data, no crash
     assert state.view is None
+    assert (state.errors, state.failing) == (1, True)  # counted once per outage
+    assert watcher.check() is False
+    assert state.errors == 1
 
     write_snapshot_atomic(path, snap(DE=400.0))
     assert watcher.check() is True
     assert state.view is not None
     assert state.view.snapshot.zones["DE"].intensity == 400.0
+    assert state.failing is False
     assert watcher.check() is False  # unchanged
 
     write_snapshot_atomic(path, snap(DE=300.0, FR=50.0))
@@ -67,7 +71,8 @@ def test_watcher_loads_reloads_and_keeps_last_good(tmp_path: Path) -> None:
     good = state.view
     assert watcher.check() is False
     assert state.view is good
-    assert state.errors == 1
+    assert state.errors == 2
+    assert state.failing is True
     assert state.last_error is not None
     assert "JSON" in state.last_error
 
@@ -190,5 +195,75 @@ async def test_poller_unreachable_feed_is_an_error_not_an_exception() -> None:
         assert await poller.poll_once() is False
         assert state.errors == 1
         assert state.view is None
+    finally:
+        await poller.stop()
+
+
+# --- background loops survive anything (issue 12 items 1 and 13) ---------------------------------
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    import asyncio
+
+    for _ in range(500):  # up to 5 s
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not met within 5 s")
+
+
+def _explode_once(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """parse_snapshot raises OverflowError (what parse_rfc3339 once let escape) on its first call."""
+    import extender.carbon as carbon
+
+    real = carbon.parse_snapshot
+    calls: list[int] = []
+
+    def parse(data: bytes | str) -> Snapshot:
+        calls.append(1)
+        if len(calls) == 1:
+            raise OverflowError("date value out of range")
+        return real(data)
+
+    monkeypatch.setattr(carbon, "parse_snapshot", parse)
+    return calls
+
+
+async def test_watcher_survives_an_unexpected_exception_and_loads_later_snapshots(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "snapshot.json"
+    write_snapshot_atomic(path, snap(DE=400.0))
+    calls = _explode_once(monkeypatch)
+    state = CarbonState()
+    watcher = SnapshotFileWatcher(path, state, interval=0.01)
+    await watcher.start()  # the first read raises: start() must not, and the loop must keep going
+    try:
+        assert (state.errors, state.failing, state.view) == (1, True, None)
+        assert "OverflowError" in (state.last_error or "")
+        await _until(lambda: state.updates >= 1)  # retried (the file did not change) and loaded
+        assert state.failing is False
+        write_snapshot_atomic(path, snap(DE=100.0))
+        await _until(lambda: state.updates >= 2)
+        assert state.view is not None
+        assert state.view.snapshot.zones["DE"].intensity == 100.0
+        assert len(calls) >= 3
+    finally:
+        await watcher.stop()
+
+
+async def test_poller_survives_an_unexpected_exception(
+    feed: tuple[Feed, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, url = feed
+    _explode_once(monkeypatch)
+    state = CarbonState()
+    poller = FeedPoller(url, state, interval=30.0, min_backoff=0.01)
+    await poller.start()
+    try:
+        await _until(lambda: state.updates >= 1)  # the error was counted and the poll retried soon
+        assert state.errors == 1
+        assert "OverflowError" in (state.last_error or "")
+        assert state.failing is False
     finally:
         await poller.stop()
