@@ -9,8 +9,14 @@ leaders; writes use the Lease's resourceVersion, so of two replicas racing for a
 one wins (the other gets 409 Conflict).
 
 A leader that cannot renew for ``renew_deadline`` seconds steps down before its Lease can expire for
-the others. Losing leadership is also safe for correctness because every release is a JSON patch with
-a ``test`` op: two replicas can never both remove the gate.
+the others, whatever the API server does: every Lease call has a deadline (an attempt never outlives
+the renew deadline), and a timer armed at each renewal deposes the leader at ``renew_deadline`` even
+while a call hangs, then tells ``on_change`` so in-flight work is cancelled. The countdown starts when
+the successful attempt *started* (before its write reached the API server), and a follower starts its
+own ``lease_duration`` countdown only after it saw that write, so the old leader has stopped at least
+``lease_duration - renew_deadline`` seconds before anyone else may take over. Losing leadership is also
+safe for correctness because every release is a JSON patch with a ``test`` op: two replicas can never
+both remove the gate.
 """
 
 from __future__ import annotations
@@ -68,13 +74,44 @@ class LeaderElector:
         self._observed: tuple[str, str] | None = None
         """(holderIdentity, renewTime) as last seen; a change restarts the expiry countdown."""
         self._observed_at = 0.0
-        self._last_renewed = 0.0
+        self._renewed_at = 0.0
+        """Monotonic start of the last successful acquire/renew attempt."""
+        self._deadline_timer: asyncio.TimerHandle | None = None
 
     @property
     def is_leader(self) -> bool:
-        return self._leader
+        # Judged at every use, not only when the loop gets round to it: a renewal stuck in a hung
+        # call must not extend the leadership.
+        return self._leader and self._monotonic() - self._renewed_at < self._config.renew_deadline
+
+    def _renewed(self, started: float) -> None:
+        self._renewed_at = started
+        self._set_leader(True)
+        if self._deadline_timer is not None:
+            self._deadline_timer.cancel()
+        remaining = started + self._config.renew_deadline - self._monotonic()
+        self._deadline_timer = asyncio.get_running_loop().call_later(max(0.0, remaining), self._deposed)
+
+    def _deposed(self) -> None:
+        self._deadline_timer = None
+        if self._leader:
+            log.warning(
+                "could not renew the lease within the renew deadline: stepping down",
+                extra={"identity": self._config.identity, "renew_deadline": self._config.renew_deadline},
+            )
+            self._set_leader(False)
+
+    def _attempt_budget(self) -> float:
+        """Seconds one acquire/renew attempt may take: a leader's ends at its renew deadline (after
+        that a success would come too late to count), a follower's at one renew deadline."""
+        if self._leader:
+            return max(0.0, self._renewed_at + self._config.renew_deadline - self._monotonic())
+        return self._config.renew_deadline
 
     def _set_leader(self, value: bool) -> None:
+        if not value and self._deadline_timer is not None:
+            self._deadline_timer.cancel()
+            self._deadline_timer = None
         if value != self._leader:
             self._leader = value
             log.info(
@@ -88,18 +125,19 @@ class LeaderElector:
         """Try to acquire or renew every retry_period, forever (until cancelled)."""
         try:
             while True:
+                started = self._monotonic()
                 try:
-                    won = await self.try_acquire_or_renew()
-                except asyncio.CancelledError:
-                    raise
-                except Exception as error:  # API down: keep trying; step down at the renew deadline
+                    async with asyncio.timeout(self._attempt_budget()):
+                        won = await self.try_acquire_or_renew()
+                except TimeoutError:
+                    log.warning("lease update timed out", extra={"identity": self._config.identity})
+                    won = False
+                except Exception as error:  # API down: keep trying; the timer steps down at the deadline
                     log.warning("lease update failed", extra={"error": repr(error)})
                     won = False
-                now = self._monotonic()
                 if won:
-                    self._last_renewed = now
-                    self._set_leader(True)
-                elif self._leader and now - self._last_renewed >= self._config.renew_deadline:
+                    self._renewed(started)
+                elif self._leader and self._monotonic() - self._renewed_at >= self._config.renew_deadline:
                     self._set_leader(False)
                 await asyncio.sleep(self._config.retry_period)
         finally:
@@ -113,11 +151,16 @@ class LeaderElector:
         """
         self._set_leader(False)
         try:
-            lease = await self._read()
-            if lease is not None and (lease.get("spec") or {}).get("holderIdentity") == self._config.identity:
-                lease["spec"]["holderIdentity"] = None
-                lease["spec"]["leaseDurationSeconds"] = 1
-                await self._write(self._replace(lease))
+            # Bounded: shutdown must fit the pod's grace period, and the Lease expires anyway.
+            async with asyncio.timeout(self._config.retry_period):
+                lease = await self._read()
+                if (
+                    lease is not None
+                    and (lease.get("spec") or {}).get("holderIdentity") == self._config.identity
+                ):
+                    lease["spec"]["holderIdentity"] = None
+                    lease["spec"]["leaseDurationSeconds"] = 1
+                    await self._write(self._replace(lease))
         except Exception as error:  # best effort: the Lease expires on its own anyway
             log.warning("could not release the lease", extra={"error": repr(error)})
 
@@ -134,7 +177,9 @@ class LeaderElector:
                 "spec": self._spec(now_wall, transitions=0, acquired=now_wall),
             }
             return await self._write(
-                self._api.create_namespaced_lease(cfg.namespace, body, _preload_content=False)
+                self._api.create_namespaced_lease(
+                    cfg.namespace, body, _preload_content=False, _request_timeout=self._call_timeout
+                )
             )
         spec: dict[str, Any] = lease.get("spec") or {}
         holder = spec.get("holderIdentity") or ""
@@ -153,6 +198,11 @@ class LeaderElector:
             lease["spec"] = self._spec(now_wall, transitions + 1, acquired=now_wall)
         return await self._write(self._replace(lease))
 
+    @property
+    def _call_timeout(self) -> float:
+        # Each HTTP call is bounded on its own too (closing its connection), not only the attempt.
+        return self._config.renew_deadline
+
     def _spec(self, now: datetime, transitions: int, acquired: datetime | None) -> dict[str, Any]:
         spec: dict[str, Any] = {
             "holderIdentity": self._config.identity,
@@ -166,7 +216,10 @@ class LeaderElector:
 
     async def _read(self) -> dict[str, Any] | None:
         resp = await self._api.read_namespaced_lease(
-            self._config.name, self._config.namespace, _preload_content=False
+            self._config.name,
+            self._config.namespace,
+            _preload_content=False,
+            _request_timeout=self._call_timeout,
         )
         try:
             lease: dict[str, Any] = await read_json(resp)
@@ -180,7 +233,11 @@ class LeaderElector:
         # The body keeps metadata.resourceVersion: the API server rejects the write (409) if the
         # Lease changed since we read it.
         return self._api.replace_namespaced_lease(
-            self._config.name, self._config.namespace, lease, _preload_content=False
+            self._config.name,
+            self._config.namespace,
+            lease,
+            _preload_content=False,
+            _request_timeout=self._call_timeout,
         )
 
     async def _write(self, call: Any) -> bool:

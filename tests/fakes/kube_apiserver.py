@@ -273,6 +273,11 @@ class FakeKube:
         self.reject_binding_annotations = False
         self.binding_delay: float = 0.0
         """Seconds each binding takes, to widen race windows in concurrency tests."""
+        self.stall_when: Callable[[web.Request], bool] | None = None
+        """Requests for which this returns true get no answer until `unstall()` (see `stall`)."""
+        self.stalled = 0
+        """How many requests are being held by `stall` right now."""
+        self._unstalled = asyncio.Event()
         self._watchers: set[_Watcher] = set()
         self._history: list[tuple[int, str, str, Obj]] = []
         self._runner: web.AppRunner | None = None
@@ -322,6 +327,7 @@ class FakeKube:
         self._bookmark_task = asyncio.create_task(self._bookmarks())
 
     async def stop(self) -> None:
+        self.unstall()
         if self._bookmark_task:
             self._bookmark_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -443,6 +449,17 @@ class FakeKube:
         with a metav1.Status carrying `message`, or with `body` verbatim (e.g. a proxy's HTML page)."""
         self.faults.append(Fault(status, method, path_contains, times, message, body))
 
+    def stall(self, when: Callable[[web.Request], bool]) -> None:
+        """Hold every matching request without an answer (a hung API server, or a network partition
+        seen from one client) until `unstall()`; e.g. ``lambda r: "/leases" in r.path``."""
+        self._unstalled.clear()
+        self.stall_when = when
+
+    def unstall(self) -> None:
+        """Answer the held requests and stop holding new ones."""
+        self.stall_when = None
+        self._unstalled.set()
+
     def expire(self) -> None:
         """Compact history: every resourceVersion up to now is too old. Open watches get an ERROR 410."""
         self.compacted = self._next_rv()
@@ -527,6 +544,12 @@ class FakeKube:
             Request(request.method, request.path, dict(request.query), request.content_type, body)
         )
         request[_BODY] = body
+        if self.stall_when is not None and self.stall_when(request):
+            self.stalled += 1
+            try:
+                await self._unstalled.wait()
+            finally:
+                self.stalled -= 1
         for fault in self.faults:
             if (
                 fault.remaining > 0

@@ -441,3 +441,40 @@ async def test_leader_that_is_not_renewed_hands_over_after_the_lease_duration(fa
             await task_b
     finally:
         await api.close()
+
+
+async def test_leader_whose_lease_calls_hang_steps_down_before_another_leads(fake_kube: FakeKube) -> None:
+    api_a = await load_api_client(fake_kube.kubeconfig)
+    api_b = await load_api_client(fake_kube.kubeconfig)
+    api_a.set_default_header("X-Replica", "a")
+    changes: list[tuple[str, bool]] = []
+    config = {"namespace": "kube-system", "lease_duration": 1.5, "renew_deadline": 1.0, "retry_period": 0.1}
+    a = LeaderElector(
+        api_a,
+        LeaseConfig(identity="a", **config),  # type: ignore[arg-type]
+        on_change=lambda leading: changes.append(("a", leading)),
+    )
+    b = LeaderElector(
+        api_b,
+        LeaseConfig(identity="b", **config),  # type: ignore[arg-type]
+        on_change=lambda leading: changes.append(("b", leading)),
+    )
+    tasks = [asyncio.create_task(a.run())]
+    try:
+        await eventually(lambda: a.is_leader)
+        tasks.append(asyncio.create_task(b.run()))
+        # From now on the API server never answers "a" (hung connection, partition): "a" must notice
+        # on its own, and before "b" may take over.
+        fake_kube.stall(lambda request: request.headers.get("X-Replica") == "a")
+        await eventually(lambda: fake_kube.stalled > 0)
+        await eventually(lambda: b.is_leader, within=10.0)
+        assert not a.is_leader
+        assert changes.index(("a", False)) < changes.index(("b", True))
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await api_a.close()
+        await api_b.close()
