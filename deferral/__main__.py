@@ -83,6 +83,8 @@ def parse_settings(
         parser.error("--tls-cert and --tls-key go together")
     if not 0 < settings.retry_period < settings.renew_deadline < settings.lease_duration:
         parser.error("need 0 < --retry-period < --renew-deadline < --lease-duration")
+    if settings.max_concurrent_releases < 1:
+        parser.error(f"--max-concurrent-releases must be at least 1, got {settings.max_concurrent_releases}")
     if settings.tick <= 0 or settings.replan_interval <= 0:
         parser.error("--tick and --replan-interval must be positive")
     if settings.guard_margin is not None and settings.guard_margin < 0:

@@ -79,6 +79,14 @@ async def _controller_ctx(app: web.Application) -> AsyncIterator[None]:
     identity = settings.identity or socket.gethostname()
     session = aiohttp.ClientSession()
     elector: LeaderElector | None = None
+    controller: GreenWindowController | None = None
+
+    def on_change(leading: bool) -> None:
+        metrics.is_leader.set(1 if leading else 0)
+        if controller is not None:
+            # Deposed: abandon releases and plans in flight before another replica can take over.
+            controller.leadership_changed(leading)
+
     if settings.leader_elect:
         elector = LeaderElector(
             api,
@@ -90,7 +98,7 @@ async def _controller_ctx(app: web.Application) -> AsyncIterator[None]:
                 renew_deadline=settings.renew_deadline,
                 retry_period=settings.retry_period,
             ),
-            on_change=lambda leading: metrics.is_leader.set(1 if leading else 0),
+            on_change=on_change,
         )
     else:
         metrics.is_leader.set(1)
@@ -111,6 +119,7 @@ async def _controller_ctx(app: web.Application) -> AsyncIterator[None]:
             tick=settings.tick,
             replan_interval=settings.replan_interval,
             guard_margin=effective_guard_margin(settings),
+            max_concurrent_releases=settings.max_concurrent_releases,
         ),
     )
     app[KEY_CONTROLLER] = controller
@@ -136,6 +145,7 @@ async def _controller_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await cancel_and_wait(*tasks)
+        await controller.close()
         if elector is not None:
             await elector.release()
         await session.close()

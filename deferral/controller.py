@@ -5,8 +5,14 @@ Three loops share one in-memory view of the gated pods:
 - the pod cache (carbon_common.kube.list_watch feeding `on_list` / `on_event`), on every replica;
 - the planner: asks the feed for each pod's window when the pod is new or its plan is older than
   ``replan_interval``, and persists the plan on the pod (annotation ``carbon-aware.io/plan`` + Event);
-- the releaser: every ``tick`` seconds removes the gate of each pod whose plan or deadline guard is due.
-  It never waits for the feed, so a slow or dead feed cannot delay a deadline.
+- the releaser: every ``tick`` seconds removes the gate of each pod whose plan or deadline guard is due,
+  up to ``max_concurrent_releases`` at a time (after a failover many pods can be due at once, and each
+  must not queue behind the API latency of the others). It never waits for the feed, so a slow or dead
+  feed cannot delay a deadline, nor for the Events it writes: those are background tasks, tracked and
+  awaited (then cancelled) by `close`, their failures logged and counted.
+
+Releases and plans in flight are cancelled as soon as this replica loses the Lease
+(`leadership_changed`), so a deposed leader stops writing before another can take over.
 
 Only the leader writes. The deadline guard is recomputed from the pod's own annotations at every tick,
 so it holds across restarts and leader changes; a persisted plan is read back after a restart so the
@@ -19,10 +25,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from carbon_common.kube import ApiStatusError
 from carbon_common.timeutil import format_rfc3339, parse_rfc3339, utcnow
@@ -34,6 +40,7 @@ from deferral.planner import Forecast, Plan, ReleaseReason, plan_start, release_
 log = logging.getLogger(__name__)
 
 _LONG_AGO = datetime.min.replace(tzinfo=UTC)
+T = TypeVar("T")
 
 
 class ForecastSource(Protocol):
@@ -101,6 +108,8 @@ class ControllerOptions:
     guard_margin: float = 0.0
     """Seconds before deadline - duration at which the guard releases (DeferralSpec.margin)."""
     max_concurrent_plans: int = 8
+    max_concurrent_releases: int = 16
+    """Gate removals in flight at once (each is one PATCH to the API server)."""
 
 
 @dataclass(slots=True)
@@ -137,6 +146,41 @@ class GreenWindowController:
     now: Callable[[], datetime] = utcnow
     pods: dict[str, GatedPod] = field(default_factory=dict)
     _states: dict[str, _State] = field(default_factory=dict)
+    _inflight: set[asyncio.Task[Any]] = field(default_factory=set)
+    """Releases and plans under way: cancelled when leadership is lost."""
+    _events: set[asyncio.Task[None]] = field(default_factory=set)
+    """Event writes under way (off the critical path): awaited, then cancelled, by `close`."""
+
+    # --- leadership and shutdown ---
+
+    def leadership_changed(self, leading: bool) -> None:
+        """The elector's on_change hook: a deposed leader abandons every write it has in flight."""
+        if not leading:
+            for task in list(self._inflight):
+                task.cancel()
+
+    def _spawn(self, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        task = asyncio.create_task(work)
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+        return task
+
+    async def flush_events(self) -> None:
+        """Wait until every Event write started so far has finished (or failed, logged)."""
+        while self._events:
+            await asyncio.wait(list(self._events))
+
+    async def close(self, grace: float = 5.0) -> None:
+        """On shutdown, after the loops have stopped: give pending Events `grace` seconds, then
+        cancel them, so shutdown fits the pod's grace period."""
+        for task in list(self._inflight):
+            task.cancel()
+        pending = list(self._events)
+        if pending:
+            _, late = await asyncio.wait(pending, timeout=grace)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
 
     # --- pod cache callbacks (synchronous, called by list_watch) ---
 
@@ -218,7 +262,7 @@ class GreenWindowController:
         if not self.is_leader():
             return 0
         now = self.now()
-        released = 0
+        due: list[tuple[GatedPod, _State, ReleaseReason, str]] = []
         for uid, state in list(self._states.items()):
             if state.released or now < state.due_at:
                 continue
@@ -237,8 +281,24 @@ class GreenWindowController:
                 plan = state.plan or Plan(state.spec.latest_start, "no_forecast", state.spec.latest_start)
                 reason = release_reason(state.spec, plan, now)
                 message = self._release_message(reason, state.spec, plan, now) if reason else ""
-            if reason is not None and await self._release(pod, state, reason, message, now):
-                released += 1
+            if reason is not None:
+                due.append((pod, state, reason, message))
+        if not due:
+            return 0
+        limit = asyncio.Semaphore(self.options.max_concurrent_releases)
+
+        async def one(pod: GatedPod, state: _State, reason: ReleaseReason, message: str) -> bool:
+            async with limit:
+                # Waiting for a slot can take a while: only a current leader writes.
+                return self.is_leader() and await self._release(pod, state, reason, message, now)
+
+        # return_exceptions: a release cancelled by a lost Lease must not end this loop.
+        results = await asyncio.gather(*(self._spawn(one(*item)) for item in due), return_exceptions=True)
+        released = sum(1 for result in results if result is True)
+        for result in results:
+            if isinstance(result, Exception):  # _release handles its errors: this is a bug
+                self.metrics.errors.labels(operation="release").inc()
+                log.error("release failed", exc_info=result)
         if released:
             self._update_gauge()
         return released
@@ -285,7 +345,7 @@ class GreenWindowController:
             self.metrics.intensity_avoided.observe(state.plan.avoided)
         log.info("released", extra={"pod": pod.key, "reason": reason})
         event_reason = "CarbonInvalid" if reason == "invalid" else "CarbonReleased"
-        await self._event(pod, event_reason, message, reason in ("invalid", "error"), now)
+        self._event(pod, event_reason, message, reason in ("invalid", "error"), now)
         return True
 
     # --- planner ---
@@ -329,7 +389,8 @@ class GreenWindowController:
                         pod, state, "error", f"planning failed, starting now: {error!r}", self.now()
                     )
 
-        await asyncio.gather(*(one(pod, state) for pod, state in due))
+        # return_exceptions: a plan cancelled by a lost Lease must not end this loop.
+        await asyncio.gather(*(self._spawn(one(pod, state)) for pod, state in due), return_exceptions=True)
         return len(due)
 
     async def _plan(self, pod: GatedPod, state: _State, clock: float) -> None:
@@ -352,10 +413,18 @@ class GreenWindowController:
         except Exception as error:  # the plan still holds in memory; the guard does not need it
             self.metrics.errors.labels(operation="annotate").inc()
             log.warning("could not persist the plan", extra={"pod": pod.key, "error": repr(error)})
-        await self._event(pod, "CarbonPlanned", _plan_message(plan, why), False, now)
+        self._event(pod, "CarbonPlanned", _plan_message(plan, why), False, now)
         log.info("planned", extra={"pod": pod.key, "start": format_rfc3339(plan.start), "basis": plan.basis})
 
-    async def _event(self, pod: GatedPod, reason: str, message: str, warning: bool, now: datetime) -> None:
+    def _event(self, pod: GatedPod, reason: str, message: str, warning: bool, now: datetime) -> None:
+        """Write an Event in the background: the release or plan it reports is already done."""
+        task = asyncio.create_task(self._write_event(pod, reason, message, warning, now))
+        self._events.add(task)
+        task.add_done_callback(self._events.discard)
+
+    async def _write_event(
+        self, pod: GatedPod, reason: str, message: str, warning: bool, now: datetime
+    ) -> None:
         try:
             await self.writer.event(pod.ref, reason, message, warning, now)
         except Exception as error:  # events are best effort: never block a release on them

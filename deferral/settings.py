@@ -37,6 +37,8 @@ class DeferralSettings:
     """Seconds between release checks: the most a pod starts late past its planned time."""
     replan_interval: float = 900.0
     """Seconds between forecasts for each waiting pod."""
+    max_concurrent_releases: int = 16
+    """Gate removals (PATCHes) in flight at once: after a failover many pods can be due together."""
     guard_margin: float | None = None
     """Seconds before deadline - duration at which the deadline guard releases a pod, so that a late
     release still finishes in time. Default: --tick + --lease-duration (a tick's lateness plus a

@@ -37,6 +37,7 @@ def test_flags_win_over_environment_which_wins_over_defaults() -> None:
         (["--renew-deadline", "20"], {}, "lease-duration"),
         (["--tick", "0"], {}, "positive"),
         (["--guard-margin", "-1"], {}, "--guard-margin must be zero or more"),
+        (["--max-concurrent-releases", "0"], {}, "--max-concurrent-releases must be at least 1"),
     ],
 )
 def test_bad_values_exit_with_a_clear_message(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -101,6 +102,7 @@ async def test_plans_then_releases_at_the_window_exactly_once() -> None:
     assert controller.metrics.registry.get_sample_value("deferral_pods_waiting") == 1
 
     assert await controller.plan_pending() == 1
+    await controller.flush_events()
     assert [e[1] for e in writer.events] == ["CarbonPlanned"]
     assert "carbon-aware.io/plan" in writer.annotations[0][1]
     # Re-planning to the same window writes nothing new.
@@ -141,6 +143,7 @@ async def test_a_planning_bug_releases_the_pod_with_reason_error() -> None:
     controller.on_list([controller.transform(pod("a", deferrable()))])
     await controller.plan_pending()
     assert released(controller, "error") == 1
+    await controller.flush_events()
     assert writer.events[-1][1:2] == ("CarbonReleased",)
     assert writer.events[-1][3] is True  # a Warning
 
@@ -252,4 +255,114 @@ async def test_out_of_range_times_release_the_pod_at_once_as_invalid() -> None:
     controller.on_list([controller.transform(pod("edge", notes))])
     assert await controller.release_due() == 1
     assert released(controller, "invalid") == 1
+    await controller.flush_events()
     assert any(e[1] == "CarbonInvalid" and "out of range" in e[2] for e in writer.events)
+
+
+class SlowWriter(Writer):
+    """Patches and Events that wait until the test lets them go; records how many run at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.in_flight = 0
+        self.peak = 0
+        self.cancelled: list[str] = []
+        self.go = asyncio.Event()
+        self.events_go = asyncio.Event()
+        self.fail_events = False
+
+    async def patch_json(self, namespace: str, name: str, ops: list[dict[str, Any]]) -> None:
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        try:
+            await self.go.wait()
+        except asyncio.CancelledError:
+            self.cancelled.append(name)
+            raise
+        finally:
+            self.in_flight -= 1
+        await super().patch_json(namespace, name, ops)
+
+    async def event(
+        self, pod: Mapping[str, str], reason: str, message: str, warning: bool, now: datetime
+    ) -> None:
+        try:
+            await self.events_go.wait()
+        except asyncio.CancelledError:
+            self.cancelled.append("event:" + pod["name"])
+            raise
+        if self.fail_events:
+            raise RuntimeError("events API down")
+        await super().event(pod, reason, message, warning, now)
+
+
+def build_slow(max_releases: int = 16) -> tuple[GreenWindowController, SlowWriter, Clock]:
+    writer, clock = SlowWriter(), Clock()
+    controller = GreenWindowController(
+        writer=writer,
+        feed=Feed(),
+        metrics=DeferralMetrics(),
+        is_leader=lambda: True,
+        options=ControllerOptions(max_concurrent_releases=max_releases),
+        now=clock,
+    )
+    names = ("a", "b", "c")
+    controller.on_list([controller.transform(pod(n, deferrable(T0 + 2 * H))) for n in names])
+    clock.now = T0 + 3 * H / 2  # every guard (deadline - 1h) passed, no deadline: all three are due
+    return controller, writer, clock
+
+
+async def until(check: Callable[[], bool]) -> None:
+    """Let the loop run until ``check()``; bounded so a regression fails instead of hanging."""
+    for _ in range(10_000):
+        if check():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("condition not reached")
+
+
+async def test_releases_run_concurrently_up_to_the_limit() -> None:
+    controller, writer, _ = build_slow(max_releases=2)
+    releasing = asyncio.create_task(controller.release_due())
+    await until(lambda: writer.in_flight == 2)
+    for _ in range(20):  # the third waits for a slot however long we let it try
+        await asyncio.sleep(0)
+    assert writer.in_flight == 2
+    writer.go.set()
+    writer.events_go.set()
+    assert await releasing == 3
+    assert writer.peak == 2
+    assert released(controller, "deadline_guard") == 3
+
+
+async def test_releases_do_not_wait_for_their_events_and_close_cancels_stuck_ones() -> None:
+    controller, writer, _ = build_slow()
+    writer.go.set()
+    async with asyncio.timeout(5.0):
+        assert await controller.release_due() == 3
+    assert writer.events == []
+    await controller.close(grace=0.05)
+    assert sorted(writer.cancelled) == ["event:a", "event:b", "event:c"]
+
+
+async def test_failed_events_are_logged_and_counted() -> None:
+    controller, writer, _ = build_slow()
+    writer.go.set()
+    writer.events_go.set()
+    writer.fail_events = True
+    assert await controller.release_due() == 3
+    await controller.flush_events()
+    errors = controller.metrics.registry.get_sample_value("deferral_api_errors_total", {"operation": "event"})
+    assert errors == 3
+
+
+async def test_losing_the_lease_cancels_releases_in_flight() -> None:
+    controller, writer, _ = build_slow()
+    releasing = asyncio.create_task(controller.release_due())
+    await until(lambda: writer.in_flight == 3)
+    controller.leadership_changed(False)
+    async with asyncio.timeout(5.0):
+        assert await releasing == 0
+    assert sorted(writer.cancelled) == ["a", "b", "c"]
+    assert writer.patches == []
+    assert released(controller, "deadline_guard") == 0
