@@ -57,6 +57,7 @@ STEPS: tuple[Step, ...] = (
     Step(
         "deferral_eval", "bench.deferral_eval", ("--step", "97"), (), "--out", False, (20, 300), (300, 3600)
     ),
+    Step("fuzz_http", "bench.fuzz_http", ("--quick",), (), "--out", True, (15, 150), (300, 1800)),
     Step(
         "scheduler_throughput",
         "bench.scheduler_throughput",

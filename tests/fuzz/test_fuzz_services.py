@@ -1,0 +1,58 @@
+"""Every HTTP surface, as a real process, survives a bounded fuzz run (bench.fuzz_http's generator).
+
+Per surface a few hundred seeded cases: no 5xx, an answer to every request, the process alive and
+answering /healthz, JSON error bodies, and the webhook echoing every review's uid. `python -m
+bench.fuzz_http --cases N` runs the same cases at scale and reports latency and peak RSS too; a failing
+seed here is replayed there with `--surface NAME --seed-start SEED --cases 1`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from bench.fuzz_http import GENERATORS, SURFACES, SurfaceReport, fuzz_surface, running, send, wait_healthy
+
+CASES = 400
+
+REPORTED: dict[str, dict[str, str]] = {
+    # Open findings of this suite (docs/fuzz.md lists them): reported, not yet fixed, so not failed here.
+    "webhook": {
+        "non-JSON 404 body": "the deferral app has no JSON error middleware: aiohttp's text 404",
+        "non-JSON 405 body": "the deferral app has no JSON error middleware: aiohttp's text 405",
+    },
+}
+PARSER_LONG_LINE = "non-JSON 400 body from the HTTP parser (long line)"
+"""aiohttp's parser refuses a request line over 8190 bytes with a text 400 before any middleware runs."""
+
+
+@pytest.mark.parametrize("surface", SURFACES)
+async def test_surface_survives_a_bounded_fuzz_run(surface: str, tmp_path: Path) -> None:
+    report = await fuzz_surface(surface, range(CASES), tmp_path)
+    assert report.requests == CASES
+    assert report.crashes == 0, report.failures
+    assert report.server_errors == 0, report.failures
+    assert report.no_answer == 0, report.failures
+    allowed = {*REPORTED.get(surface, {}), PARSER_LONG_LINE}
+    unexpected = [f for f in report.failures if not set(f["problems"]) <= allowed]
+    assert unexpected == []
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason="issue 12 item 4 (being fixed): a client that hangs up mid-body is logged as an ERROR traceback",
+)
+@pytest.mark.parametrize("surface", ["extender", "webhook"])
+async def test_a_client_hanging_up_mid_body_is_not_an_error(surface: str, tmp_path: Path) -> None:
+    hangups = [c for c in map(GENERATORS[surface], range(2_000)) if c.hangup][:5]
+    report = SurfaceReport(surface)
+    async with aiohttp.ClientSession() as session:
+        with running(surface, tmp_path) as service:
+            assert await wait_healthy(session, service, path="/readyz")
+            for case in hangups:
+                await send(session, service, case, report)
+            assert await wait_healthy(session, service)
+        # Stopped: every line it logged is in the file now.
+        assert service.error_log_lines() == 0, service.log.read_text()[-2000:]
