@@ -60,6 +60,7 @@ def create_app(
         add_webhook_routes(app, metrics, settings.annotation_prefix)
     if settings.controller:
         app[KEY_WATCH] = WatchStats()
+        metrics.watch(app[KEY_WATCH])
         app.cleanup_ctx.append(_controller_ctx)
     if reloader is not None:
 
@@ -99,6 +100,7 @@ async def _controller_ctx(app: web.Application) -> AsyncIterator[None]:
                 retry_period=settings.retry_period,
             ),
             on_change=on_change,
+            on_error=lambda: metrics.errors.labels(operation="lease").inc(),
         )
     else:
         metrics.is_leader.set(1)

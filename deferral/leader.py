@@ -59,7 +59,9 @@ class LeaderElector:
         config: LeaseConfig,
         on_change: Callable[[bool], None] | None = None,
         monotonic: Callable[[], float] | None = None,
+        on_error: Callable[[], None] | None = None,
     ) -> None:
+        """``on_error`` is called for every failed or timed-out attempt (e.g. to count it)."""
         if not config.identity:
             raise ValueError("leader election needs a non-empty identity (e.g. the pod name)")
         if not 0 < config.retry_period < config.renew_deadline < config.lease_duration:
@@ -69,6 +71,7 @@ class LeaderElector:
         self._api: Any = client.CoordinationV1Api(api)
         self._config = config
         self._on_change = on_change
+        self._on_error = on_error or (lambda: None)
         self._monotonic = monotonic or (lambda: asyncio.get_running_loop().time())
         self._leader = False
         self._observed: tuple[str, str] | None = None
@@ -119,7 +122,11 @@ class LeaderElector:
                 extra={"leader": value, "identity": self._config.identity, "lease": self._config.name},
             )
             if self._on_change is not None:
-                self._on_change(value)
+                try:
+                    self._on_change(value)
+                except Exception:  # the hook's bug must not stop elections (nor the deposing timer)
+                    self._on_error()
+                    log.exception("leadership change hook failed")
 
     async def run(self) -> None:
         """Try to acquire or renew every retry_period, forever (until cancelled)."""
@@ -130,9 +137,11 @@ class LeaderElector:
                     async with asyncio.timeout(self._attempt_budget()):
                         won = await self.try_acquire_or_renew()
                 except TimeoutError:
+                    self._on_error()
                     log.warning("lease update timed out", extra={"identity": self._config.identity})
                     won = False
                 except Exception as error:  # API down: keep trying; the timer steps down at the deadline
+                    self._on_error()
                     log.warning("lease update failed", extra={"error": repr(error)})
                     won = False
                 if won:

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from carbon_common.kube import WatchStats
 
 RELEASE_REASONS = ("window_reached", "deadline_guard", "invalid", "error")
 
@@ -11,6 +17,22 @@ _DELAY_BUCKETS = (0.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 2880
 # No negative bucket: prometheus-client drops _sum for histograms with one, and the sum (total avoided)
 # is the number that matters. A plan worse than now (possible at the guard) lands in le="0".
 _AVOIDED_BUCKETS = (0.0, 10.0, 25.0, 50.0, 100.0, 200.0, 400.0)
+
+
+class _WatchCollector(Collector):
+    """The pod cache's list/watch counters, read at scrape time (plain ints in WatchStats)."""
+
+    def __init__(self, stats: WatchStats) -> None:
+        self.stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        for name, value, text in (
+            ("lists", self.stats.lists, "Full pod lists loaded (first sync and relists)."),
+            ("errors", self.stats.errors, "Pod list/watch errors (logged, retried with backoff)."),
+        ):
+            family = CounterMetricFamily(f"deferral_pod_watch_{name}", text)
+            family.add_metric([], float(value))
+            yield family
 
 
 class DeferralMetrics:
@@ -50,3 +72,12 @@ class DeferralMetrics:
         self.errors = Counter(
             "deferral_api_errors", "Failed Kubernetes API calls by operation.", ["operation"], registry=r
         )
+        self._watch: _WatchCollector | None = None
+
+    def watch(self, stats: WatchStats) -> None:
+        """Export the pod cache's list/watch counters (the latest stats given win)."""
+        if self._watch is None:
+            self._watch = _WatchCollector(stats)
+            self.registry.register(self._watch)
+        else:
+            self._watch.stats = stats

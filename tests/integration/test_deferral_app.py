@@ -71,6 +71,8 @@ async def test_controller_app_gets_ready_and_releases_invalid_pods(
     text = await (await client.get("/metrics")).text()
     assert 'deferral_releases_total{reason="invalid"} 1.0' in text
     assert "deferral_leader 1.0" in text
+    assert "deferral_pod_watch_errors_total 0.0" in text
+    assert 'deferral_api_errors_total{operation="lease"}' not in text  # no lease call failed
     lease = fake_kube.store["leases"][("kube-system", "carbon-deferral")]
     assert lease["spec"]["holderIdentity"] == "app-test"
 

@@ -478,3 +478,35 @@ async def test_leader_whose_lease_calls_hang_steps_down_before_another_leads(fak
                 await task
         await api_a.close()
         await api_b.close()
+
+
+async def test_lease_errors_are_counted_and_a_failing_hook_does_not_stop_the_elector(
+    fake_kube: FakeKube,
+) -> None:
+    api = await load_api_client(fake_kube.kubeconfig)
+    errors: list[None] = []
+
+    def broken_hook(_: bool) -> None:
+        raise RuntimeError("hook bug")
+
+    elector = LeaderElector(
+        api,
+        LeaseConfig("kube-system", identity="a", lease_duration=1.5, renew_deadline=1.0, retry_period=0.1),
+        on_change=broken_hook,
+        on_error=lambda: errors.append(None),
+    )
+    fake_kube.fail_next(500, "/leases", times=2)
+    task = asyncio.create_task(elector.run())
+    try:
+        await eventually(lambda: elector.is_leader)
+        key = ("kube-system", "carbon-deferral")
+        first = fake_kube.store["leases"][key]["spec"]["renewTime"]
+        # Still renewing after the hook raised: the loop is alive.
+        await eventually(lambda: fake_kube.store["leases"][key]["spec"]["renewTime"] != first)
+        assert len(errors) == 3  # two API failures, one hook failure
+        assert elector.is_leader
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await api.close()
