@@ -24,10 +24,23 @@ import orjson
 from aiohttp import web
 
 from carbon_common.timeutil import utcnow
-from deferral.annotations import GATE, PREFIX, InvalidDeferral, parse_spec, wants_deferral
+from deferral.annotations import (
+    DEADLINE,
+    DURATION,
+    EARLIEST_START,
+    GATE,
+    MAX_DELAY,
+    PREFIX,
+    InvalidDeferral,
+    parse_spec,
+    wants_deferral,
+)
 from deferral.metrics import DeferralMetrics
 
 log = logging.getLogger(__name__)
+
+_OWN = (DURATION, DEADLINE, MAX_DELAY, EARLIEST_START)
+"""The annotations a user sets to ask for deferral (``plan`` is ours)."""
 
 MAX_REVIEW_BYTES = 3 * 1024 * 1024
 """The API server caps objects at ~1.5 MiB; an AdmissionReview carries at most two copies of one."""
@@ -119,9 +132,18 @@ def _mutate(request: Mapping[str, Any], response: dict[str, Any], prefix: str, g
     ):
         return "skipped"
     ops = gate_patch(pod, prefix, gate)
+    metadata = pod.get("metadata")
+    annotations = metadata.get("annotations") if isinstance(metadata, Mapping) else None
+    if not isinstance(annotations, Mapping):
+        annotations = {}
     if not ops:
+        if not wants_deferral(annotations, prefix) and any(prefix + key in annotations for key in _OWN):
+            # Half an opt-in is a mistake, not a choice: say so rather than start the pod unannounced.
+            response["warnings"] = [
+                f"carbon-aware deferral ignored, the pod starts at once: it needs {prefix}{DURATION} and "
+                f"{prefix}{DEADLINE} or {prefix}{MAX_DELAY}"
+            ]
         return "skipped"
-    annotations = (pod.get("metadata") or {}).get("annotations") or {}
     try:
         # The pod has no creationTimestamp yet at admission: now is what the API server will stamp.
         parse_spec(annotations, created=utcnow(), prefix=prefix)

@@ -212,3 +212,20 @@ async def test_outcomes_are_counted(client: TestClient[Any, Any]) -> None:
 def test_gate_patch_ignores_malformed_pods() -> None:
     assert gate_patch({"metadata": {"annotations": OPTED_IN}, "spec": {"schedulingGates": "x"}}) == []
     assert gate_patch({"metadata": {"annotations": ["x"]}}) == []
+
+
+@pytest.mark.parametrize(
+    "notes",
+    [
+        {"carbon-aware.io/duration": "1h"},
+        {"carbon-aware.io/deadline": "2030-01-01T00:00:00Z"},
+        {"carbon-aware.io/max-delay": "6h", "carbon-aware.io/earliest-start": "2030-01-01T00:00:00Z"},
+    ],
+)
+async def test_half_an_opt_in_is_admitted_ungated_with_a_warning(
+    client: TestClient[Any, Any], notes: dict[str, str]
+) -> None:
+    response = await post(client, review(pod(notes)))
+    assert response["uid"] == UID
+    assert "patch" not in response
+    assert any("needs carbon-aware.io/duration" in warning for warning in response["warnings"])
