@@ -379,8 +379,13 @@ class GreenWindowController:
 
         async def one(pod: GatedPod, state: _State) -> None:
             async with limit:
+                if not self.is_leader():
+                    return
                 try:
                     await self._plan(pod, state, clock)
+                except asyncio.CancelledError:
+                    state.last_forecast = None  # abandoned, not done: plan again when leading again
+                    raise
                 except Exception as error:
                     # Planning is pure apart from calls that already handle their errors: this is a
                     # bug. Never strand the pod on it: release it now, visibly.

@@ -366,3 +366,37 @@ async def test_losing_the_lease_cancels_releases_in_flight() -> None:
     assert sorted(writer.cancelled) == ["a", "b", "c"]
     assert writer.patches == []
     assert released(controller, "deadline_guard") == 0
+
+
+class HangingFeed(Feed):
+    def __init__(self) -> None:
+        super().__init__()
+        self.go = asyncio.Event()
+
+    async def best(self, spec: DeferralSpec, now: datetime) -> tuple[Forecast | None, str]:
+        self.calls += 1
+        await self.go.wait()
+        return None, "feed down"
+
+
+async def test_losing_the_lease_cancels_plans_in_flight_and_they_are_redone_later() -> None:
+    feed, writer = HangingFeed(), Writer()
+    controller = GreenWindowController(
+        writer=writer,
+        feed=feed,
+        metrics=DeferralMetrics(),
+        is_leader=lambda: True,
+        options=ControllerOptions(replan_interval=900.0),
+        now=Clock(),
+    )
+    controller.on_list([controller.transform(pod("a", deferrable()))])
+    planning = asyncio.create_task(controller.plan_pending())
+    await until(lambda: feed.calls == 1)
+    controller.leadership_changed(False)
+    async with asyncio.timeout(5.0):
+        assert await planning == 1
+    assert writer.annotations == []
+    # The abandoned plan is not taken for a recent one: the next round asks the feed again.
+    feed.go.set()
+    assert await controller.plan_pending() == 1
+    assert feed.calls == 2
