@@ -1,9 +1,12 @@
-# syntax=docker/dockerfile:1
 # One image, two entry points: carbon-extender (port 8888) and carbon-feed (port 8080).
 #   docker build -t carbon-aware-scheduler .
 #   docker run --rm carbon-aware-scheduler carbon-extender --help
 # The base is pinned by version; pin it by digest too in a release pipeline (the digest changes with
 # every Debian security rebuild, so it belongs to the pipeline that also tests the image).
+# Any Debian-based image with python3 (3.11+) and its venv module works as PYTHON_IMAGE: the tests build
+# one from Debian's packages (hack/image/build-base.sh) because they cannot reach Docker Hub.
+# No `# syntax=` line: it makes BuildKit fetch a frontend image from Docker Hub. This file builds
+# offline with BuildKit and with the legacy builder alike.
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS builder
@@ -15,9 +18,10 @@ COPY carbon_common/ carbon_common/
 COPY extender/ extender/
 COPY carbon_feed/ carbon_feed/
 COPY deferral/ deferral/
-RUN pip wheel --no-deps --wheel-dir /wheels . \
-    # Runtime dependencies only (no dev or trace extras), installed into a venv the final stage copies.
-    && python -m venv /opt/venv \
+# `python3`, and pip only from the venv: Debian's system pip refuses to install (PEP 668).
+# Runtime dependencies only (no dev or trace extras), installed into a venv the final stage copies.
+RUN python3 -m venv /opt/venv \
+    && /opt/venv/bin/pip wheel --no-deps --wheel-dir /wheels . \
     && /opt/venv/bin/pip install --no-compile /wheels/*.whl \
     && /opt/venv/bin/python -m compileall -q /opt/venv/lib \
     && /opt/venv/bin/pip uninstall -y pip
