@@ -23,6 +23,7 @@ from typing import Any
 from aiohttp import web
 
 from carbon_common.jsonlog import setup_logging
+from carbon_common.serving import ServingLimits, make_runner, start_site
 from extender.app import Binder, Service, create_app, create_ops_app
 from extender.carbon import CarbonState, FeedPoller, SnapshotFileWatcher
 from extender.metrics import ExtenderMetrics
@@ -165,18 +166,20 @@ async def serve(settings: ExtenderSettings, stop: asyncio.Event | None = None) -
         services.append(CertReloader(ssl_context, settings.tls_cert, settings.tls_key, settings.client_ca))
 
     app = create_app(settings, nodes, carbon, binder, services=services, resolver=resolver, metrics=metrics)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    limits = ServingLimits(read_timeout=settings.read_timeout, max_connections=settings.max_connections)
+    # The verbs read their bodies themselves (read_body), to count a client that hangs up as "aborted".
+    runner = make_runner(app, limits, read_bodies=False)
     ops_runner: web.AppRunner | None = None
     await runner.setup()
     try:
-        site = web.TCPSite(runner, settings.host, settings.port, ssl_context=ssl_context)
-        await site.start()
+        await start_site(runner, settings.host, settings.port, limits, ssl_context)
         if settings.metrics_port is not None:
             # Plain HTTP on purpose: the kubelet's httpGet probes and Prometheus present no client
-            # certificate, and this listener serves nothing that changes state.
-            ops_runner = web.AppRunner(create_ops_app(app), access_log=None, handle_signals=False)
+            # certificate, and this listener serves nothing that changes state. Its own listener, so
+            # its own connection cap: a flood of the verb port does not fail the probes.
+            ops_runner = make_runner(create_ops_app(app), limits)
             await ops_runner.setup()
-            await web.TCPSite(ops_runner, settings.metrics_host, settings.metrics_port).start()
+            await start_site(ops_runner, settings.metrics_host, settings.metrics_port, limits)
         log.info(
             "carbon extender serving",
             extra={

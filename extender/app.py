@@ -20,6 +20,7 @@ import orjson
 from aiohttp import web
 from prometheus_client.aiohttp import make_aiohttp_handler
 
+from carbon_common.serving import ClientAborted, read_body
 from carbon_common.timeutil import format_rfc3339, utcnow
 from extender import wire
 from extender.carbon import CarbonState
@@ -105,8 +106,16 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
             )
     try:
         return await handler(request)
+    except ClientAborted as exc:
+        # The client hung up mid-request: nobody will read an answer, and it is not our failure.
+        log.debug("client closed the connection mid-request", extra={"path": request.path, "error": str(exc)})
+        return error_response(400, "client closed the connection mid-request")
     except web.HTTPRequestEntityTooLarge:
         return _too_large(state.settings.max_body_bytes)
+    except web.HTTPRequestTimeout as exc:
+        response = error_response(408, exc.text or "request timeout")
+        response.force_close()
+        return response
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -265,7 +274,13 @@ class _Timer:
     def __enter__(self) -> _Timer:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if isinstance(exc, ClientAborted):
+            self.outcome = "aborted"  # the client hung up: not a failure of ours
+        elif isinstance(exc, web.HTTPRequestTimeout):
+            self.outcome = "timeout"  # the body did not arrive within --read-timeout
+        elif isinstance(exc, web.HTTPClientError):
+            self.outcome = "bad_request"  # e.g. a body over --max-body-bytes without Content-Length
         m = self.metrics
         m.child(m.request_duration, self.verb).observe(time.perf_counter() - self.start)
         m.child(m.requests, self.verb, self.outcome).inc()
@@ -277,7 +292,7 @@ class _Timer:
 async def filter_handler(request: web.Request) -> web.Response:
     state = request.app[STATE]
     with _Timer(state.metrics, "filter") as timer:
-        body = await request.read()
+        body = await read_body(request, state.settings.read_timeout)
         try:
             args, entry = _parse(state, body)
         except wire.WireError as exc:
@@ -313,7 +328,7 @@ async def filter_handler(request: web.Request) -> web.Response:
 async def prioritize_handler(request: web.Request) -> web.Response:
     state = request.app[STATE]
     with _Timer(state.metrics, "prioritize") as timer:
-        body = await request.read()
+        body = await read_body(request, state.settings.read_timeout)
         try:
             args, entry = _parse(state, body)
         except wire.WireError as exc:
@@ -376,7 +391,7 @@ BIND_DISABLED = (
 async def bind_handler(request: web.Request) -> web.Response:
     state = request.app[STATE]
     with _Timer(state.metrics, "bind") as timer:
-        body = await request.read()
+        body = await read_body(request, state.settings.read_timeout)
         try:
             args = wire.parse_binding_args(body)
         except wire.WireError as exc:
@@ -449,7 +464,7 @@ async def _bind(
 async def preempt_handler(request: web.Request) -> web.Response:
     state = request.app[STATE]
     with _Timer(state.metrics, "preempt") as timer:
-        body = await request.read()
+        body = await read_body(request, state.settings.read_timeout)
         try:
             args = wire.parse_preemption_args(body)
         except wire.WireError as exc:

@@ -39,7 +39,13 @@ class ExtenderSettings:
     """Plain-HTTP port serving only /healthz, /readyz and /metrics, for probes and Prometheus when
     the verbs listen on loopback or behind mTLS; off when unset."""
     metrics_host: str = "0.0.0.0"
-    """Listen address of --metrics-port (never the verbs: those stay on --host/--port)."""
+    """Listen address of --metrics-port (never the verbs: those stay on --host/--port). All addresses
+    by default: the kubelet's probes and Prometheus connect to the pod IP, never to loopback."""
+    read_timeout: float = 10.0
+    """Seconds a client gets to send a request's headers, and again its body; slower connections are
+    closed (a slow-client defence), on both ports."""
+    max_connections: int = 1000
+    """Open connections per listener; connections beyond it are closed as soon as they are accepted."""
 
     # --- nodes ---
     zone_label: str = "carbon-aware.io/zone"
@@ -136,6 +142,8 @@ def validate(settings: ExtenderSettings) -> list[str]:
         problems.append("--client-ca needs --tls-cert and --tls-key (mTLS runs over TLS)")
     if s.max_body_bytes <= 0:
         problems.append("--max-body-bytes must be positive")
+    if s.max_connections < 1:
+        problems.append(f"--max-connections must be at least 1, got {s.max_connections}")
     if s.api_connections < 2:
         # One connection is held by the node watch; binds need at least one more.
         problems.append(f"--api-connections must be at least 2, got {s.api_connections}")
@@ -143,7 +151,7 @@ def validate(settings: ExtenderSettings) -> list[str]:
         problems.append("give either --snapshot-file or --feed-url, not both")
     if s.feed_url is not None and not s.feed_url.startswith(("http://", "https://")):
         problems.append(f"--feed-url must be an http:// or https:// URL, got {s.feed_url!r}")
-    for name in ("feed_poll_interval", "max_data_age", "bind_timeout"):
+    for name in ("feed_poll_interval", "max_data_age", "bind_timeout", "read_timeout"):
         value = getattr(s, name)
         if not math.isfinite(value) or value <= 0:
             problems.append(f"--{name.replace('_', '-')} must be a positive number of seconds, got {value}")

@@ -121,3 +121,39 @@ async def test_process_serves_mtls_when_configured(tmp_path: Path) -> None:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_sigterm_with_a_stalled_upload_exits_within_the_grace_period(tmp_path: Path) -> None:
+    # issue 12 item 3: one stalled upload held shutdown for 60.5 s, past Kubernetes' 30 s grace. The
+    # read timeout is raised here so that only the shutdown bound can end the upload.
+    nodes = tmp_path / "nodes.json"
+    nodes.write_bytes(resources.files("extender").joinpath("data/demo-nodes.json").read_bytes())
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "extender", "--nodes-file", str(nodes), "--port", str(port)),
+        *("--read-timeout", "300"),
+        env=extender_env(),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    writer: asyncio.StreamWriter | None = None
+    try:
+        async with aiohttp.ClientSession() as session:
+            await wait_ready(session, f"http://127.0.0.1:{port}/readyz")
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            b"POST /prioritize HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 100000\r\n\r\n{"Pod": '
+        )
+        await writer.drain()
+        await asyncio.sleep(0.2)  # let the handler start reading the body
+        proc.send_signal(signal.SIGTERM)
+        # 25 s: inside the 30 s grace with room for a loaded machine (it takes about 5 s).
+        _, err = await asyncio.wait_for(proc.communicate(), timeout=25)
+        assert proc.returncode == 0, err.decode()
+    finally:
+        if writer is not None:
+            writer.close()
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

@@ -1,0 +1,354 @@
+"""Serving aiohttp apps safely: read deadlines, a connection cap and a shutdown within Kubernetes' grace.
+
+aiohttp (3.14) has no server-side read timeout: a client that sends its headers or body one byte a
+second holds a connection, a handler and memory for as long as it likes, and shutdown waits for such a
+handler up to `shutdown_timeout` twice (60 s each by default). This module adds, for every service:
+
+- a header deadline: a connection must deliver a request's headers within `read_timeout` seconds of
+  opening (or of the first byte of its next request); otherwise it is closed. Idle keep-alive
+  connections are aiohttp's `keepalive_timeout`'s business.
+- a body deadline: `read_body` (or `body_middleware`, which calls it for every request with a body)
+  reads the whole body within `read_timeout`, else 408 and the connection is closed (after aiohttp's
+  lingering read of what is still arriving, also capped at `read_timeout`).
+- a connection cap per listener: connections beyond `max_connections` are closed on accept, so a flood
+  cannot exhaust file descriptors (and the ops port, a separate listener, keeps answering probes).
+- a shutdown bounded by `shutdown_timeout` (at most twice it: aiohttp waits for handlers, then again
+  for them to cancel), well inside the 30 s Kubernetes gives between SIGTERM and SIGKILL.
+- a client that hangs up mid-request raises `ClientAborted`, for callers to count and log quietly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, cast
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+log = logging.getLogger("carbon_common.serving")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True, slots=True)
+class ServingLimits:
+    read_timeout: float = 10.0
+    """Seconds for a request's headers to arrive, and again for its body."""
+    max_connections: int = 1000
+    """Open connections per listener; more are closed as soon as they are accepted."""
+    keepalive_timeout: float = 120.0
+    """Idle keep-alive connections are closed after this; above Go's 90 s client idle timeout, so the
+    client (kube-scheduler, the API server) closes first and never races a server-side close."""
+    shutdown_timeout: float = 5.0
+    """On stop, seconds to wait for in-flight handlers before cancelling them (then as long again)."""
+
+
+class ClientAborted(Exception):
+    """The client closed the connection before its request body arrived in full."""
+
+
+class _GuardedProtocol(asyncio.Protocol):
+    """Wraps aiohttp's per-connection protocol (which has __slots__, so it cannot be patched) to run a
+    header deadline and to refuse connections over the cap."""
+
+    def __init__(self, guard: ConnectionGuard, inner: asyncio.Protocol) -> None:
+        self.guard = guard
+        self.inner = inner
+        self.transport: asyncio.BaseTransport | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.in_request = False
+        self.rejected = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        if len(self.guard.connections) >= self.guard.limits.max_connections:
+            self.rejected = True
+            self.guard.refused += 1
+            if self.guard.refused == 1 or self.guard.refused % 1000 == 0:
+                log.warning(
+                    "connection cap reached, closing new connections",
+                    extra={
+                        "maxConnections": self.guard.limits.max_connections,
+                        "refused": self.guard.refused,
+                    },
+                )
+            cast(asyncio.Transport, transport).abort()  # no FIN handshake to wait for
+            return
+        self.guard.connections[transport] = self
+        self.arm()
+        self.inner.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self.timer is None and not self.in_request:
+            self.arm()  # first byte of the next request on a kept-alive connection
+        self.inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self.inner.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.disarm()
+        if self.rejected:
+            return
+        if self.transport is not None:
+            self.guard.connections.pop(self.transport, None)
+        self.inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
+
+    def arm(self) -> None:
+        self.disarm()
+        loop = asyncio.get_running_loop()
+        self.timer = loop.call_later(self.guard.limits.read_timeout, self.expire)
+
+    def disarm(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def expire(self) -> None:
+        self.timer = None
+        if self.in_request or self.transport is None or self.transport.is_closing():
+            return
+        self.guard.timed_out += 1
+        log.debug("closing a connection that did not send its request headers in time")
+        self.transport.close()
+
+    def request_started(self) -> None:
+        self.disarm()
+        self.in_request = True
+
+    def request_finished(self) -> None:
+        self.in_request = False
+
+
+class ConnectionGuard:
+    """One per listener: wraps its protocol factory, counts its connections and their fate."""
+
+    def __init__(self, limits: ServingLimits) -> None:
+        self.limits = limits
+        self.connections: dict[asyncio.BaseTransport, _GuardedProtocol] = {}
+        self.refused = 0
+        self.timed_out = 0
+
+    def factory(self, inner: Callable[[], asyncio.Protocol]) -> Callable[[], asyncio.Protocol]:
+        return lambda: _GuardedProtocol(self, inner())
+
+
+_GUARD: web.AppKey[list[ConnectionGuard]] = web.AppKey("carbon_connection_guards")
+
+
+def _connection_of(request: web.Request) -> _GuardedProtocol | None:
+    transport = request.transport
+    if transport is None:
+        return None
+    for guard in request.app.get(_GUARD, ()):
+        conn = guard.connections.get(transport)
+        if conn is not None:
+            return conn
+    return None
+
+
+@web.middleware
+async def _request_started(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Outermost: the headers are in, so the header deadline ends; it restarts at the next request."""
+    conn = _connection_of(request)
+    if conn is not None:
+        conn.request_started()
+    try:
+        return await handler(request)
+    finally:
+        if conn is not None:
+            conn.request_finished()
+
+
+async def read_body(request: web.Request, seconds: float) -> bytes:
+    """The whole request body within `seconds` (cached by aiohttp: later reads are free).
+
+    Raises web.HTTPRequestTimeout (408, connection closed) when it is slower, ClientAborted when the
+    client hangs up first, and aiohttp's HTTPRequestEntityTooLarge above the app's client_max_size.
+    """
+    try:
+        async with asyncio.timeout(seconds):
+            return await request.read()
+    except TimeoutError:
+        raise web.HTTPRequestTimeout(
+            text=f"request body not received within {seconds:g}s", headers={"Connection": "close"}
+        ) from None
+    except ConnectionError as exc:  # aiohttp raises ConnectionResetError("Connection lost")
+        raise ClientAborted(str(exc) or type(exc).__name__) from None
+
+
+def body_middleware(seconds: float) -> Middleware:
+    """Reads every request body under `read_body`'s deadline of `seconds` before the handler runs
+    (its own reads then return the cached bytes). A client that hung up is logged at debug and
+    answered with a 400 nobody receives, instead of aiohttp's ERROR traceback and 500."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.body_exists:
+            try:
+                await read_body(request, seconds)
+            except ClientAborted as exc:
+                log.debug(
+                    "client closed the connection mid-request",
+                    extra={"path": request.path, "error": str(exc)},
+                )
+                return web.Response(status=400, text="client closed the connection mid-request")
+        return await handler(request)
+
+    return middleware
+
+
+def install(app: web.Application, limits: ServingLimits, *, read_bodies: bool) -> None:
+    """Add the request-start hook (and, with read_bodies, body_middleware) to an app not yet started.
+    An app that reads bodies itself passes read_bodies=False and calls read_body."""
+    app[_GUARD] = []
+    app.middlewares.insert(0, _request_started)
+    if read_bodies:
+        app.middlewares.append(body_middleware(limits.read_timeout))
+
+
+def make_runner(app: web.Application, limits: ServingLimits, *, read_bodies: bool = True) -> web.AppRunner:
+    """An AppRunner with the limits applied; start listeners with `start_site`."""
+    if _GUARD not in app:
+        install(app, limits, read_bodies=read_bodies)
+    return web.AppRunner(
+        app,
+        access_log=None,
+        handle_signals=False,
+        keepalive_timeout=limits.keepalive_timeout,
+        shutdown_timeout=limits.shutdown_timeout,
+        # After an answer given before the body was read (413, 415, 408), aiohttp keeps reading and
+        # discarding the body so the client sees the answer: at most read_timeout, like any read
+        # (aiohttp's default is 10 s, whatever the client's pace).
+        lingering_time=limits.read_timeout,
+    )
+
+
+class GuardedSite(web.BaseSite):
+    """A TCP listener whose connections go through a ConnectionGuard."""
+
+    __slots__ = ("_guard", "_host", "_port")
+
+    def __init__(
+        self,
+        runner: web.AppRunner,
+        host: str | None,
+        port: int,
+        limits: ServingLimits,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        super().__init__(runner, ssl_context=ssl_context, backlog=min(limits.max_connections, 4096))
+        self._host, self._port = host, port
+        self._guard = ConnectionGuard(limits)
+        runner.app[_GUARD].append(self._guard)
+
+    @property
+    def guard(self) -> ConnectionGuard:
+        return self._guard
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful after asking for port 0)."""
+        sockets: Any = getattr(self._server, "sockets", None)
+        if sockets:
+            return int(sockets[0].getsockname()[1])
+        return self._port
+
+    @property
+    def name(self) -> str:
+        scheme = "https" if self._ssl_context else "http"
+        return f"{scheme}://{self._host or '0.0.0.0'}:{self.port}"
+
+    async def start(self) -> None:
+        await super().start()
+        server = self._runner.server
+        assert server is not None
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            self._guard.factory(server),
+            self._host,
+            self._port,
+            ssl=self._ssl_context,
+            backlog=self._backlog,
+            reuse_address=True,
+            # A TLS handshake is part of "sending the headers": the same deadline.
+            ssl_handshake_timeout=self._guard.limits.read_timeout if self._ssl_context else None,
+        )
+
+
+async def start_site(
+    runner: web.AppRunner,
+    host: str | None,
+    port: int,
+    limits: ServingLimits,
+    ssl_context: ssl.SSLContext | None = None,
+) -> GuardedSite:
+    site = GuardedSite(runner, host, port, limits, ssl_context)
+    await site.start()
+    return site
+
+
+async def serve_until_signalled(
+    app: web.Application,
+    host: str | None,
+    port: int,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    limits: ServingLimits | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Serve `app` until SIGTERM/SIGINT (or `stop`), then shut down within the limits."""
+    limits = limits or ServingLimits()
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    runner = make_runner(app, limits)
+    await runner.setup()
+    try:
+        await start_site(runner, host, port, limits, ssl_context)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+def run_app(
+    app: web.Application,
+    *,
+    host: str | None,
+    port: int,
+    ssl_context: ssl.SSLContext | None = None,
+    limits: ServingLimits | None = None,
+) -> None:
+    """A drop-in for `web.run_app(app, host=, port=, ssl_context=, print=None, access_log=None)` with
+    the limits above. Start-up errors (a port in use, a failing startup hook) propagate as they do
+    from web.run_app."""
+    asyncio.run(serve_until_signalled(app, host, port, ssl_context=ssl_context, limits=limits))
+
+
+__all__ = [
+    "ClientAborted",
+    "ConnectionGuard",
+    "GuardedSite",
+    "ServingLimits",
+    "body_middleware",
+    "install",
+    "make_runner",
+    "read_body",
+    "run_app",
+    "serve_until_signalled",
+    "start_site",
+]
