@@ -42,10 +42,10 @@ k8s_ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$k8s_version \
  -X k8s.io/component-base/version.buildDate=1970-01-01T00:00:00Z"
 
 # `go build -v` names each package as it compiles it: count them so a cold build shows progress.
-build() {  # output, package, ldflags, extra env...
-  local bin=$1 pkg=$2 flags=$3 start=$SECONDS
-  shift 3
-  log "building $bin (a cold build compiles ~1,000 packages on 2 cores; a warm one only links)"
+build() {  # output, package, ldflags, packages in a cold build (`go list -deps`), extra env...
+  local bin=$1 pkg=$2 flags=$3 cold=$4 start=$SECONDS
+  shift 4
+  log "building $bin (a cold build compiles ~$cold packages; a warm Go build cache only links)"
   (cd "$mod" && env "$@" go build -v -trimpath -ldflags "$flags" -o "$out.tmp/$bin" "$pkg" 2>&1) |
     awk -v b="$bin" '/^(#|go: |[^ ]+\.go:)/ {print; fflush(); next}
                      {n++; if (n % 200 == 0) {printf "[build-kindcheck] %s: %d packages compiled\n", b, n; fflush()}}' >&2
@@ -59,8 +59,8 @@ ws="$out.tmp/src"
 mkdir -p "$ws" && cp -r "$kind_dir" "$ws/kind" && chmod -R u+w "$ws/kind"
 printf 'go 1.25.0\n\nuse %s\n\nreplace sigs.k8s.io/kind %s => %s\n' "$mod" "$kind_version" "$ws/kind" >"$ws/go.work"
 printf '{"Replace":{"%s":"%s"}}\n' "$ws/kind/pkg/cluster/kindcheck/main.go" "$mod/_render/main.go" >"$ws/overlay.json"
-build render sigs.k8s.io/kind/pkg/cluster/kindcheck "-s -w" GOWORK="$ws/go.work" GOFLAGS="-overlay=$ws/overlay.json"
-build kubeadm k8s.io/kubernetes/cmd/kubeadm "$k8s_ldflags" GOWORK=off
+build render sigs.k8s.io/kind/pkg/cluster/kindcheck "-s -w" 130 GOWORK="$ws/go.work" GOFLAGS="${GOFLAGS:-} -overlay=$ws/overlay.json"
+build kubeadm k8s.io/kubernetes/cmd/kubeadm "$k8s_ldflags" 1,050 GOWORK=off
 rm -rf "$ws"
 
 # Both must start (and kubeadm report the pinned version) before the cache entry becomes visible.
