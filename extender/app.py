@@ -7,7 +7,6 @@ and encodes the answer. Everything that refreshes data runs as a Service started
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import Counter
@@ -37,7 +36,8 @@ VERBS = ("filter", "prioritize", "bind", "preempt")
 
 
 class Binder(Protocol):
-    """Creates the Binding (extender/binder.py). Returns None on success, else an error message."""
+    """Creates the Binding (extender/binder.py). Returns None on success, else an error message;
+    it bounds its own time (--bind-timeout) and reports a timeout as an error message."""
 
     async def bind(
         self, namespace: str, name: str, uid: str, node: str, annotations: Mapping[str, str] | None
@@ -448,14 +448,13 @@ async def _bind(
     state: ExtenderState, args: wire.BindingArgs, annotations: Mapping[str, str] | None
 ) -> str | None:
     assert state.binder is not None
-    timeout = state.settings.bind_timeout
+    # No timeout here: the Binder applies --bind-timeout itself and records the outcome. A second,
+    # outer timeout of the same length always fired first, so timed-out binds never reached
+    # carbon_extender_bind_outcomes_total.
     try:
-        async with asyncio.timeout(timeout):
-            return await state.binder.bind(
-                args.pod_namespace, args.pod_name, args.pod_uid, args.node, annotations
-            )
-    except TimeoutError:
-        return f"binding {args.pod_namespace}/{args.pod_name} to {args.node} timed out after {timeout:g}s"
+        return await state.binder.bind(
+            args.pod_namespace, args.pod_name, args.pod_uid, args.node, annotations
+        )
     except Exception as exc:
         log.exception("binder raised", extra={"pod": f"{args.pod_namespace}/{args.pod_name}"})
         return f"binding {args.pod_namespace}/{args.pod_name} to {args.node} failed: {exc}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import pytest
@@ -214,3 +214,49 @@ def test_env_proxy_follows_the_environment_like_trust_env(monkeypatch: pytest.Mo
     assert _env_proxy(URL("https://10.0.0.1:6443")) == "http://127.0.0.1:3128"
     monkeypatch.setenv("NO_PROXY", "10.0.0.1")
     assert _env_proxy(URL("https://10.0.0.1:6443")) is None
+
+
+async def test_a_bind_timeout_through_the_app_reaches_the_binders_metrics(
+    fake_kube: FakeKube, api: client.ApiClient, aiohttp_client: Any
+) -> None:
+    # issue 12 item 8: the app and the Binder both applied --bind-timeout and the app's, outside,
+    # always fired first, so bind_outcomes_total{result="error"} never counted a timeout.
+    from extender.app import create_app
+    from extender.carbon import CarbonState
+    from extender.metrics import ExtenderMetrics
+    from extender.settings import ExtenderSettings
+
+    fake_kube.add_pod("ns1", "web", uid="uid-1")
+    fake_kube.binding_delay = 1.0
+    settings = ExtenderSettings(bind_timeout=0.1)
+    carbon = CarbonState()
+    nodes_lookup: Any = _NoNodes()  # /bind only asks the node cache for a zone
+    metrics = ExtenderMetrics(nodes_lookup, carbon)
+    binder = Binder(
+        api, settings.bind_timeout, on_result=lambda r: metrics.child(metrics.bind_outcomes, r).inc()
+    )
+    app = create_app(settings, nodes_lookup, carbon, binder, metrics=metrics)
+    http = await aiohttp_client(app)
+    try:
+        body = {"PodName": "web", "PodNamespace": "ns1", "PodUID": "uid-1", "Node": "node-a"}
+        resp = await http.post("/bind", data=orjson.dumps(body), headers={"Content-Type": "application/json"})
+        assert resp.status == 200
+        assert "timed out" in orjson.loads(await resp.read())["Error"]
+        registry = metrics.registry
+        assert registry.get_sample_value("carbon_extender_bind_outcomes_total", {"result": "error"}) == 1.0
+        assert registry.get_sample_value("carbon_extender_binds_total", {"result": "error"}) == 1.0
+    finally:
+        await binder.close()
+
+
+class _NoNodes:
+    synced = True
+
+    def zone_of(self, node_name: str) -> str | None:
+        return None
+
+    def __contains__(self, node_name: object) -> bool:
+        return False
+
+    def __len__(self) -> int:
+        return 0
