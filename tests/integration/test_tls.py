@@ -88,6 +88,24 @@ async def test_https_serving_tls12_minimum(ca: trustme.CA, tmp_path: Path) -> No
             await _get(port, ssl.create_default_context())
 
 
+async def test_tls12_offers_only_aead_suites(ca: trustme.CA, tmp_path: Path) -> None:
+    # issue 12 item 7: TLS 1.2 offered CBC suites.
+    cert, key = _write_pair(ca, tmp_path, "server-1")
+    ctx = server_ssl_context(cert, key)
+    tls12 = [c for c in ctx.get_ciphers() if c["protocol"] == "TLSv1.2"]
+    assert tls12
+    assert all(c["aead"] for c in tls12), [c["name"] for c in tls12 if not c["aead"]]
+    async for port in _serve(ctx):
+        cbc_only = _client_ctx(ca)
+        cbc_only.maximum_version = ssl.TLSVersion.TLSv1_2
+        cbc_only.set_ciphers("ECDHE-RSA-AES128-SHA:ECDHE-RSA-AES256-SHA:AES128-SHA256:AES256-SHA")
+        with pytest.raises((aiohttp.ClientError, ssl.SSLError, ConnectionError)):
+            await _get(port, cbc_only)
+        aead12 = _client_ctx(ca)
+        aead12.maximum_version = ssl.TLSVersion.TLSv1_2
+        assert await _get(port, aead12) == 200
+
+
 async def test_mtls_requires_client_certificate(ca: trustme.CA, tmp_path: Path) -> None:
     cert, key = _write_pair(ca, tmp_path, "server-1")
     client_ca = trustme.CA()
