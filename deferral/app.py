@@ -6,7 +6,7 @@ import asyncio
 import functools
 import logging
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 from aiohttp import web
@@ -27,10 +27,27 @@ from deferral.webhook import add_webhook_routes
 
 log = logging.getLogger(__name__)
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
 KEY_SETTINGS = web.AppKey("deferral_settings", DeferralSettings)
 KEY_METRICS = web.AppKey("deferral_metrics", DeferralMetrics)
 KEY_WATCH = web.AppKey("deferral_watch_stats", WatchStats)
 KEY_CONTROLLER = web.AppKey("deferral_controller", GreenWindowController)
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """aiohttp answers unknown paths, wrong methods and refused bodies with text: every error of this
+    service is JSON, like its other answers (headers such as Allow or Connection: close are kept)."""
+    try:
+        return await handler(request)
+    except web.HTTPException as error:
+        if error.status < 400:
+            raise
+        headers = {
+            k: v for k, v in error.headers.items() if k.lower() not in ("content-type", "content-length")
+        }
+        return web.json_response({"error": error.text or error.reason}, status=error.status, headers=headers)
 
 
 async def healthz(_: web.Request) -> web.Response:
@@ -49,7 +66,7 @@ async def readyz(request: web.Request) -> web.Response:
 def create_app(
     settings: DeferralSettings, metrics: DeferralMetrics | None = None, reloader: CertReloader | None = None
 ) -> web.Application:
-    app = web.Application(client_max_size=4 * 1024 * 1024)
+    app = web.Application(client_max_size=4 * 1024 * 1024, middlewares=[json_errors])
     metrics = metrics or DeferralMetrics()
     app[KEY_SETTINGS] = settings
     app[KEY_METRICS] = metrics

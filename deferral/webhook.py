@@ -161,18 +161,18 @@ KEY_METRICS = web.AppKey("deferral_webhook_metrics", DeferralMetrics)
 KEY_PREFIX = web.AppKey("deferral_webhook_prefix", str)
 
 
-def _reject(metrics: DeferralMetrics, message: str) -> web.Response:
+def _reject(metrics: DeferralMetrics, message: str, status: int = 400) -> web.Response:
     # Nothing to answer to (no uid): the API server would discard any AdmissionReview we sent. A 400
     # with the reason makes the cause obvious in its logs; failurePolicy decides what happens next.
     log.warning("not an admission review", extra={"error": message})
     metrics.admissions.labels(outcome="error").inc()
-    return web.Response(status=400, body=orjson.dumps({"error": message}), content_type="application/json")
+    return web.Response(status=status, body=orjson.dumps({"error": message}), content_type="application/json")
 
 
 async def handle_mutate(request: web.Request) -> web.Response:
     metrics = request.app[KEY_METRICS]
     if request.content_length is not None and request.content_length > MAX_REVIEW_BYTES:
-        return _reject(metrics, f"body of {request.content_length} bytes exceeds {MAX_REVIEW_BYTES}")
+        return _reject(metrics, f"body of {request.content_length} bytes exceeds {MAX_REVIEW_BYTES}", 413)
     try:
         review = orjson.loads(await request.read())
     except orjson.JSONDecodeError as error:

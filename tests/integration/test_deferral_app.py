@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
 import ssl
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -38,6 +39,20 @@ async def test_webhook_only_serves_health_metrics_and_mutate(aiohttp_client: Cli
     metrics = await client.get("/metrics")
     assert metrics.status == 200
     assert "deferral_releases_total" in await metrics.text()
+
+
+async def test_errors_are_json(aiohttp_client: ClientFactory) -> None:
+    client = await aiohttp_client(create_app(DeferralSettings(controller=False)))
+    missing = await client.get("/nope")
+    assert missing.status == 404
+    assert (await missing.json())["error"]
+    wrong_method = await client.get("/mutate")
+    assert wrong_method.status == 405
+    assert wrong_method.headers["Allow"] == "POST"
+    assert (await wrong_method.json())["error"]
+    too_big = await client.post("/mutate", data=io.BytesIO(b"x" * (5 * 1024 * 1024)))
+    assert too_big.status == 413
+    assert (await too_big.json())["error"]
 
 
 async def test_controller_app_gets_ready_and_releases_invalid_pods(
