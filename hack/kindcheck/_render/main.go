@@ -114,6 +114,7 @@ func newProvider(cfg *config.Cluster, kubeVersion string) *provider {
 
 func (p *provider) String() string { return "docker" } // kind's NodeProvider value for Docker
 
+// Info describes rootful Docker, the guide's setup; of these only Rootless reaches kubeadm's config.
 func (p *provider) Info() (*providers.ProviderInfo, error) {
 	return &providers.ProviderInfo{Cgroup2: true, SupportsMemoryLimit: true, SupportsPidsLimit: true, SupportsCPUShares: true}, nil
 }
