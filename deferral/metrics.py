@@ -41,7 +41,8 @@ class DeferralMetrics:
         r = self.registry
         self.admissions = Counter(
             "deferral_admissions",
-            "Admission reviews by outcome: gated, skipped (not opted in or already gated), error.",
+            "Admission reviews by outcome: gated, skipped (not opted in or already gated), error, aborted "
+            "(the client hung up mid-body).",
             ["outcome"],
             registry=r,
         )

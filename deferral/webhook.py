@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from carbon_common.serving import ClientAborted, ServingLimits, read_body
 from carbon_common.timeutil import utcnow
 from deferral.annotations import (
     DEADLINE,
@@ -38,6 +39,9 @@ from deferral.annotations import (
 from deferral.metrics import DeferralMetrics
 
 log = logging.getLogger(__name__)
+
+READ_TIMEOUT = ServingLimits().read_timeout
+"""Seconds for a review's body to arrive (the API server sends it at once; a slow one gets 408)."""
 
 _OWN = (DURATION, DEADLINE, MAX_DELAY, EARLIEST_START)
 """The annotations a user sets to ask for deferral (``plan`` is ours)."""
@@ -174,7 +178,14 @@ async def handle_mutate(request: web.Request) -> web.Response:
     if request.content_length is not None and request.content_length > MAX_REVIEW_BYTES:
         return _reject(metrics, f"body of {request.content_length} bytes exceeds {MAX_REVIEW_BYTES}", 413)
     try:
-        review = orjson.loads(await request.read())
+        body = await read_body(request, READ_TIMEOUT)
+    except ClientAborted as error:
+        # Nobody is left to answer and nothing is wrong here: not an ERROR traceback (issue 12 item 4).
+        log.debug("client closed the connection mid-review", extra={"error": str(error)})
+        metrics.admissions.labels(outcome="aborted").inc()
+        return web.Response(status=400)
+    try:
+        review = orjson.loads(body)
     except orjson.JSONDecodeError as error:
         return _reject(metrics, f"body is not JSON: {error}")
     try:

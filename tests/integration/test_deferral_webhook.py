@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -19,6 +21,7 @@ UID = "705ab4f5-6393-11e8-b7cc-42010a800002"
 OPTED_IN = {"carbon-aware.io/duration": "1h", "carbon-aware.io/max-delay": "6h"}
 
 ClientFactory = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def review(pod: dict[str, Any], operation: str = "CREATE", kind: str = "Pod") -> dict[str, Any]:
@@ -229,3 +232,38 @@ async def test_half_an_opt_in_is_admitted_ungated_with_a_warning(
     assert response["uid"] == UID
     assert "patch" not in response
     assert any("needs carbon-aware.io/duration" in warning for warning in response["warnings"])
+
+
+async def test_a_client_hanging_up_mid_body_is_counted_not_an_error(caplog: pytest.LogCaptureFixture) -> None:
+    arrived = asyncio.Event()
+
+    @web.middleware
+    async def signal_arrival(request: web.Request, handler: Handler) -> web.StreamResponse:
+        arrived.set()  # the handler runs now: hanging up from here on is mid-body, not mid-headers
+        return await handler(request)
+
+    app = web.Application(middlewares=[signal_arrival])
+    add_webhook_routes(app, DeferralMetrics())
+    registry = app[KEY_METRICS].registry
+    # A runner like the service's: aiohttp's TestServer cancels handlers on disconnect, production does not.
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.5)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        _, writer = await asyncio.open_connection("127.0.0.1", runner.addresses[0][1])
+        writer.write(b"POST /mutate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n")
+        writer.write(b'Content-Length: 1000\r\n\r\n{"kind": ')
+        await writer.drain()
+        async with asyncio.timeout(10):
+            await arrived.wait()
+        writer.close()
+        await writer.wait_closed()
+        for _ in range(500):
+            if registry.get_sample_value("deferral_admissions_total", {"outcome": "aborted"}):
+                break
+            await asyncio.sleep(0.01)
+        assert registry.get_sample_value("deferral_admissions_total", {"outcome": "aborted"}) == 1
+        assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+    finally:
+        await runner.cleanup()
