@@ -48,6 +48,8 @@ class ProviderConfig:
     """Passed unchanged to the provider (base_url, zones, token_file/token_env, timeouts ...)."""
     interval_seconds: float | None = None
     """Refresh interval for this provider; None: FeedSettings.refresh_interval_seconds."""
+    enabled: bool = True
+    """False: the entry is checked but the provider is neither built nor run."""
 
     @property
     def zones(self) -> list[str]:
@@ -142,6 +144,8 @@ def _check(settings: FeedSettings) -> FeedSettings:
         raise ConfigError(f"forecast_horizon_hours: must be 1..336, got {settings.forecast_horizon_hours}")
     if not settings.providers:
         raise ConfigError("providers: at least one provider is needed")
+    if not any(p.enabled for p in settings.providers):
+        raise ConfigError("providers: every provider is disabled (enabled: false); enable at least one")
     return settings
 
 
@@ -149,9 +153,11 @@ def _provider(raw: Any, index: int) -> ProviderConfig:
     where = f"providers[{index}]"
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{where}: expected a mapping with kind, name and options")
-    unknown = sorted(set(raw) - {"kind", "name", "options", "interval"})
+    unknown = sorted(set(raw) - {"kind", "name", "options", "interval", "enabled"})
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown} (allowed: kind, name, options, interval)")
+        raise ConfigError(
+            f"{where}: unknown key(s) {unknown} (allowed: kind, name, options, interval, enabled)"
+        )
     kind = raw.get("kind")
     if kind not in KINDS:
         raise ConfigError(f"{where}.kind: must be one of {', '.join(sorted(KINDS))}, got {kind!r}")
@@ -161,6 +167,15 @@ def _provider(raw: Any, index: int) -> ProviderConfig:
     options = raw.get("options") or {}
     if not isinstance(options, Mapping):
         raise ConfigError(f"{where}.options: expected a mapping")
+    # `interval` and `enabled` are the feed's, not the provider's: accepted next to kind/name or among
+    # the options (where they were once accepted and ignored), never both, and not passed on.
+    interval_raw = _entry_setting(raw, options, "interval", where)
+    enabled = _entry_setting(raw, options, "enabled", where)
+    if enabled is None:
+        enabled = True
+    elif not isinstance(enabled, bool):
+        raise ConfigError(f"{_setting_key(raw, 'enabled', where)}: must be true or false, got {enabled!r}")
+    options = {k: v for k, v in options.items() if k not in ("interval", "enabled")}
     for key in options:
         if isinstance(key, str) and _INLINE_SECRET.match(key):
             # Never echo the value: the error may end up in logs or a bug report.
@@ -177,12 +192,29 @@ def _provider(raw: Any, index: int) -> ProviderConfig:
     elif kind != "static" and not options.get("zones"):  # static: every zone of its file by default
         raise ConfigError(f"{where}.options.zones: list the zones to fetch (a list, or our id: provider id)")
     interval: float | None = None
-    if raw.get("interval") is not None:
+    if interval_raw is not None:
+        key = _setting_key(raw, "interval", where)
+        if isinstance(interval_raw, bool) or not isinstance(interval_raw, str | int | float):
+            raise ConfigError(f"{key}: expected seconds or a duration such as 5m, got {interval_raw!r}")
         try:
-            interval = parse_duration(raw["interval"]).total_seconds()
+            interval = parse_duration(str(interval_raw)).total_seconds()
         except ValueError as exc:
-            raise ConfigError(f"{where}.interval: {exc}") from None
-    return ProviderConfig(kind=kind, name=name, options=dict(options), interval_seconds=interval)
+            raise ConfigError(f"{key}: {exc}") from None
+        if not math.isfinite(interval) or interval <= 0:
+            raise ConfigError(f"{key}: must be a positive duration, got {interval_raw!r}")
+    return ProviderConfig(
+        kind=kind, name=name, options=dict(options), interval_seconds=interval, enabled=enabled
+    )
+
+
+def _entry_setting(raw: Mapping[str, Any], options: Mapping[str, Any], key: str, where: str) -> Any:
+    if key in raw and key in options:
+        raise ConfigError(f"{where}: {key} is given twice (next to kind and in options); keep one")
+    return raw.get(key, options.get(key))
+
+
+def _setting_key(raw: Mapping[str, Any], key: str, where: str) -> str:
+    return f"{where}.{key}" if key in raw else f"{where}.options.{key}"
 
 
 def from_mapping(data: Mapping[str, Any], base: FeedSettings | None = None) -> FeedSettings:

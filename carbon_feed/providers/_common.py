@@ -58,9 +58,9 @@ def check_keys(kind: str, options: Mapping[str, Any], allowed: Iterable[str]) ->
         "request_timeout",
         "total_timeout",
         "max_retry_after",
-        "interval",
-        "enabled",
     }
+    # `interval` and `enabled` are the feed's own (carbon_feed.config takes them out of the options
+    # before a provider sees them); a provider given them directly would only ignore them.
     unknown = set(options) - common - set(allowed)
     if unknown:
         raise ConfigError(f"{kind}: unknown option(s) {sorted(unknown)}")

@@ -57,6 +57,23 @@ providers:
     assert (replay.name, replay.options, replay.zones) == ("replay", {"speed": 3600}, [])
 
 
+def test_enabled_and_interval_are_the_feeds_wherever_they_are_written(tmp_path: Path) -> None:
+    # Once accepted among the options and ignored: a disabled provider still ran, at the default pace.
+    path = write(
+        tmp_path,
+        """
+providers:
+  - {kind: watttime, name: wt, options: {zones: [CAISO], enabled: false, interval: 15m}}
+  - {kind: ukgrid, name: uk, enabled: true, interval: 30m, options: {zones: [GB]}}
+  - {kind: replay, name: demo, options: {interval: 90, speed: 60}}
+""",
+    )
+    off, uk, demo = load_settings(path, {}, environ={}).providers
+    assert (off.enabled, off.interval_seconds, off.options) == (False, 900.0, {"zones": ["CAISO"]})
+    assert (uk.enabled, uk.interval_seconds) == (True, 1800.0)
+    assert (demo.enabled, demo.interval_seconds, demo.options) == (True, 90.0, {"speed": 60})
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -79,6 +96,15 @@ providers:
             "providers: [{kind: replay, options: {speed: 0}}]\n",
             r"providers\[0\].options: replay option 'speed'",
         ),
+        ("providers: [{kind: replay, enabled: maybe}]\n", r"providers\[0\].enabled: must be true or false"),
+        ("providers: [{kind: replay, options: {enabled: 1}}]\n", r"providers\[0\].options.enabled: must be"),
+        ("providers: [{kind: replay, options: {interval: soon}}]\n", r"providers\[0\].options.interval"),
+        ("providers: [{kind: replay, options: {interval: [1]}}]\n", r"providers\[0\].options.interval"),
+        (
+            "providers: [{kind: replay, interval: 5m, options: {interval: 1m}}]\n",
+            r"providers\[0\]: interval is given twice",
+        ),
+        ("providers: [{kind: replay, enabled: false}]\n", "providers: every provider is disabled"),
         ("- just\n- a list\n", "top level must be a mapping"),
         ("port: [1\n", "not valid YAML at line"),
     ],
