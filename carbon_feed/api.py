@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -16,7 +16,7 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 
 from carbon_common.timeutil import format_rfc3339, parse_rfc3339
 from carbon_feed.model import Reading
-from carbon_feed.service import FeedService, ZoneView
+from carbon_feed.service import FeedService, ZoneView, readiness, reading_age
 from carbon_feed.windows import Point, Window, best_windows, parse_duration
 
 log = logging.getLogger(__name__)
@@ -25,6 +25,11 @@ FEED = web.AppKey("feed", FeedService)
 MAX_RANGE = timedelta(days=31)
 MAX_BEST_SPAN = timedelta(days=14)
 DEFAULT_BEST_SPAN = timedelta(hours=24)
+# Times a query may name. Far wider than any data, yet far enough inside datetime's range (years
+# 1..9999) that the handlers' date arithmetic (start + 24 h, now - period) cannot overflow: an
+# OverflowError there once answered 9999-12-31T23:59:59Z with a 500.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 
 
 class BadRequest(ValueError):
@@ -49,6 +54,7 @@ async def errors_middleware(
         return await handler(request)
     except BadRequest as exc:
         return _error(400, str(exc))
+
     except web.HTTPException as exc:
         if exc.status >= 400:
             return _error(exc.status, exc.reason)
@@ -63,13 +69,17 @@ def _time_param(request: web.Request, key: str, default: datetime | None) -> dat
     if raw is None or raw == "":
         return default
     try:
-        return parse_rfc3339(raw)
+        moment = parse_rfc3339(raw)
     except ValueError as exc:
         raise BadRequest(f"{key}: {exc}") from None
+    if not EARLIEST <= moment < LATEST:
+        raise BadRequest(f"{key}: {raw!r} is out of range ({EARLIEST.year} to {LATEST.year - 1})")
+    return moment
 
 
 def _age(reading: Reading, now: datetime) -> float:
-    return round((now - reading.start).total_seconds(), 3)
+    # The contract's age (from the end of the reading's period), the same the freshness uses.
+    return round(reading_age(reading, now), 3)
 
 
 def _current(view: ZoneView, now: datetime) -> dict[str, Any]:
@@ -279,9 +289,11 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    if _feed(request).state.loaded:
-        return json_response({"status": "ready"})
-    return json_response({"status": "starting"}, status=503)
+    """200 only while the snapshot holds a zone (fresh data, fetched or restored from the store)."""
+    ready, reason = readiness(_feed(request).state)
+    if ready:
+        return json_response({"status": "ready", "reason": reason})
+    return json_response({"status": "not ready", "reason": reason}, status=503)
 
 
 def create_app(feed: FeedService) -> web.Application:

@@ -131,6 +131,13 @@ class FeedMetrics:
         self.snapshot_writes = Counter(
             "carbon_feed_snapshot_writes", "Snapshot file writes, by outcome.", ["outcome"], registry=r
         )
+        self.loop_errors = Counter(
+            "carbon_feed_loop_errors",
+            "Unexpected exceptions in the feed's background work (a rebuild of the view, which also "
+            "writes the snapshot and prunes; or a refresh loop), by task; each is logged and retried.",
+            ["task"],
+            registry=r,
+        )
 
     def observe_request(self, provider: str, outcome: str, seconds: float) -> None:
         """The providers' RequestObserver: one call per HTTP attempt."""

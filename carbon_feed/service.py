@@ -18,6 +18,7 @@ import hashlib
 import logging
 import math
 import random
+import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,7 +26,9 @@ from datetime import datetime, timedelta
 
 import aiohttp
 
+from carbon_common import snapshot as contract
 from carbon_common.snapshot import (
+    MAX_PERIOD_SECONDS,
     MAX_PLAUSIBLE_INTENSITY,
     ForecastPoint,
     Snapshot,
@@ -35,7 +38,7 @@ from carbon_common.snapshot import (
 )
 from carbon_common.tasks import cancel_and_wait
 from carbon_common.timeutil import utcnow
-from carbon_feed.config import FeedSettings, ProviderConfig
+from carbon_feed.config import ConfigError, FeedSettings, ProviderConfig
 from carbon_feed.forecast import (
     BASELINE,
     HISTORY_DAYS,
@@ -44,11 +47,12 @@ from carbon_feed.forecast import (
     baseline_forecast,
     mape_by_bucket,
 )
-from carbon_feed.http import RateLimitedError
+from carbon_feed.http import ProviderError, RateLimitedError
 from carbon_feed.metrics import FeedMetrics
 from carbon_feed.model import Provider, Reading
 from carbon_feed.replay import ReplayProvider
 from carbon_feed.store import Store
+from carbon_feed.traces import TraceError
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +60,12 @@ PRUNE_EVERY = timedelta(hours=1)
 ERRORS_EVERY = timedelta(minutes=10)
 ERROR_WINDOW = timedelta(days=7)
 COUNTS_EVERY = timedelta(minutes=1)
+# A reading further from now than this is a provider's unit or clock mistake (no forecast reaches a
+# year ahead, and history that old is pruned anyway). Unchecked, 9999-12-31 overflowed every rebuild.
+PLAUSIBLE_TIME_SPAN = timedelta(days=366)
+# After an unexpected exception a loop waits BACKOFF_BASE, doubling per failure in a row, at most its
+# interval: a bug does not spin the CPU, and the loop comes back on its own once the cause is gone.
+BACKOFF_BASE = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +87,20 @@ class FeedState:
     snapshot_bytes: bytes = b""
     etag: str = ""
     loaded: bool = False
-    """True once the store was read (or a refresh completed): /readyz."""
+    """True once start-up read the store (before any provider is contacted)."""
+
+
+def readiness(state: FeedState) -> tuple[bool, str]:
+    """/readyz: ready means serving data, i.e. the snapshot holds at least one zone, fetched now or
+    restored from the store and still fresh. "Started" is not enough: a feed with no data would let
+    the extender score every node neutrally while every probe said all was well."""
+    if not state.loaded:
+        return False, "starting: the history store is not loaded yet"
+    if state.snapshot is not None and state.snapshot.zones:
+        return True, f"serving {len(state.snapshot.zones)} fresh zone(s)"
+    if state.zones:
+        return False, f"no fresh zone: all {len(state.zones)} known zone(s) are stale (see /v1/zones)"
+    return False, "no data: no provider has delivered a reading yet and the history store is empty"
 
 
 def build_provider(
@@ -109,7 +132,7 @@ def choose_zone_readings(latest: Sequence[Reading], order: Mapping[str, int]) ->
     return chosen
 
 
-def insane(reading: Reading) -> str | None:
+def insane(reading: Reading, now: datetime) -> str | None:
     """Why a reading must not be stored, or None. Providers validate already (carbon_feed.validate);
     this is the store's own guard, so one buggy provider cannot poison the history."""
     value = reading.value
@@ -120,11 +143,34 @@ def insane(reading: Reading) -> str | None:
         return f"{reading.zone}: value {value!r} is outside range 0..{upper:g}"
     if reading.start.tzinfo is None or reading.period_seconds <= 0:
         return f"{reading.zone}: bad time (naive start or non-positive period)"
+    if abs(reading.start - now) > PLAUSIBLE_TIME_SPAN or reading.period_seconds > MAX_PERIOD_SECONDS:
+        return f"{reading.zone}: bad time (start {reading.start.isoformat()} is implausibly far from now)"
     return None
 
 
+def zone_reading(reading: Reading, forecast: tuple[ForecastPoint, ...] = ()) -> ZoneReading:
+    """The snapshot's view of a stored reading, periodSeconds included (the extender needs it to
+    measure age the same way)."""
+    return ZoneReading(
+        zone=reading.zone,
+        intensity=reading.value,
+        observed_at=reading.start,
+        source=reading.provider,
+        estimated=reading.estimated,
+        signal="marginal" if reading.signal == "marginal" else "average",
+        forecast=forecast,
+        period_seconds=float(reading.period_seconds),
+    )
+
+
+def reading_age(reading: Reading, now: datetime) -> float:
+    """Seconds since the end of the reading's period: the contract's one definition (DESIGN.md)."""
+    return contract.reading_age(zone_reading(reading), now)
+
+
 def is_fresh(reading: Reading, now: datetime, stale_after: timedelta) -> bool:
-    return now - (reading.start + timedelta(seconds=reading.period_seconds)) <= stale_after
+    """The contract's freshness (carbon_common.snapshot.is_fresh), so feed and extender agree."""
+    return contract.is_fresh(zone_reading(reading), now, stale_after.total_seconds())
 
 
 def build_snapshot(zones: Mapping[str, ZoneView], now: datetime) -> Snapshot:
@@ -139,15 +185,7 @@ def build_snapshot(zones: Mapping[str, ZoneView], now: datetime) -> Snapshot:
             for p in view.forecast
             if p.end > now and p.end > p.start and 0 <= p.intensity <= MAX_PLAUSIBLE_INTENSITY
         )
-        out[name] = ZoneReading(
-            zone=name,
-            intensity=r.value,
-            observed_at=r.start,
-            source=r.provider,
-            estimated=r.estimated,
-            signal="marginal" if r.signal == "marginal" else "average",
-            forecast=points,
-        )
+        out[name] = zone_reading(r, points)
     return Snapshot(generated_at=now, zones=out)
 
 
@@ -180,6 +218,7 @@ class FeedService:
         self._retry_after: dict[str, float] = {}
         self.refreshed = asyncio.Event()
         """Set after every successful refresh (tests and readiness probes wait on it)."""
+        self.backoff_base = BACKOFF_BASE
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -192,25 +231,60 @@ class FeedService:
                 extra={"retentionDays": self.settings.retention_days, "forecasterDays": HISTORY_DAYS},
             )
         try:
-            await self.store.aopen()
+            await self._open_store()
             self._session = aiohttp.ClientSession()
             if self._given is not None:
                 self.providers = self._given
             else:
-                observer = self.metrics.observe_request
-                session = self._session
-                self.providers = [(c, build_provider(c, session, observer)) for c in self.settings.providers]
+                self.providers = [
+                    (c, self._build(c, self._session)) for c in self.settings.providers if c.enabled
+                ]
+            for config, provider in self.providers:
+                await self._preflight(config, provider)
             self._order = {c.name: i for i, (c, _) in enumerate(self.providers)}
-            await self.rebuild()
         except BaseException:
             # A bad provider option or an unusable store: release what was opened, then report.
             await self.stop()
             raise
+        try:
+            await self.rebuild()
+        except Exception:
+            # Whatever the store holds must not keep the feed from starting: the loops rebuild again
+            # after each refresh, and /readyz says whether data is being served meanwhile.
+            self.metrics.loop_errors.labels("rebuild").inc()
+            log.exception("building the view from the store failed at start")
         self.state.loaded = True
         for config, provider in self.providers:
             self._tasks.append(
                 asyncio.create_task(self._loop(config, provider), name=f"refresh-{config.name}")
             )
+
+    async def _open_store(self) -> None:
+        try:
+            await self.store.aopen()
+        except (sqlite3.Error, OSError) as exc:
+            raise ConfigError(
+                f"db (--db, CARBON_FEED_DB): cannot use {self.store.path!s} as the SQLite history: "
+                f"{type(exc).__name__}: {exc}"
+            ) from None
+
+    def _build(self, config: ProviderConfig, session: aiohttp.ClientSession) -> Provider:
+        try:
+            return build_provider(config, session, self.metrics.observe_request)
+        except ValueError as exc:  # the providers' ConfigError, ReplayConfigError
+            raise ConfigError(f"providers[name={config.name}] ({config.kind}): {exc}") from None
+
+    async def _preflight(self, config: ProviderConfig, provider: Provider) -> None:
+        """A provider that can check its configuration without the network (a trace or a file that
+        must exist, zones it must know) does so now, so the mistake stops start-up instead of failing
+        every refresh."""
+        check = getattr(provider, "preflight", None)
+        if check is None:
+            return
+        try:
+            await check()
+        except (ValueError, TraceError, ProviderError, OSError) as exc:
+            raise ConfigError(f"providers[name={config.name}] ({config.kind}).options: {exc}") from None
 
     async def stop(self) -> None:
         await cancel_and_wait(*self._tasks)
@@ -225,12 +299,28 @@ class FeedService:
         return config.interval_seconds or self.settings.refresh_interval_seconds
 
     async def _loop(self, config: ProviderConfig, provider: Provider) -> None:
+        """Refresh for ever. `refresh` handles the failures it expects; anything else (a bug, a
+        provider breaking its contract) is logged, counted and retried with backoff, never fatal."""
         interval = self._interval(config)
+        failures = 0
         while True:
-            await self.refresh(config, provider)
-            jitter = self.settings.jitter_ratio
-            pause = interval * (1 + random.uniform(-jitter, jitter))
-            await asyncio.sleep(max(pause, self._retry_after.pop(config.name, 0.0)))
+            try:
+                await self.refresh(config, provider)
+                failures = 0
+                jitter = self.settings.jitter_ratio
+                pause = interval * (1 + random.uniform(-jitter, jitter))
+                pause = max(pause, self._retry_after.pop(config.name, 0.0))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                failures += 1
+                pause = min(interval, self.backoff_base * 2 ** min(failures - 1, 20))
+                self.metrics.loop_errors.labels(f"refresh:{config.name}").inc()
+                log.exception(
+                    "refresh loop failed; retrying",
+                    extra={"provider": config.name, "failures": failures, "retryIn": pause},
+                )
+            await asyncio.sleep(pause)
 
     async def refresh(self, config: ProviderConfig, provider: Provider) -> bool:
         """One round for one provider; never raises (a failed round is logged and counted)."""
@@ -241,7 +331,7 @@ class FeedService:
         try:
             async with asyncio.timeout(limit):
                 result = await provider.fetch(config.zones, now)
-            problems = [(r, insane(r)) for r in result.readings]
+            problems = [(r, insane(r, now)) for r in result.readings]
             readings = [r for r, why in problems if why is None]
             dropped = [why for _, why in problems if why is not None]
             for why in dropped:
@@ -276,6 +366,7 @@ class FeedService:
             raise
         except Exception:
             # The data is committed; the view stays as it was until a later rebuild succeeds.
+            self.metrics.loop_errors.labels("rebuild").inc()
             log.exception("rebuilding the view failed", extra={"provider": config.name})
             return False
         self.refreshes += 1
@@ -344,7 +435,13 @@ class FeedService:
             self.state = FeedState(zones, indexes, snapshot, body, etag, self.state.loaded)
             await self._write_snapshot(snapshot)
             self._update_metrics(zones, indexes, now)
-            await self._housekeeping(now)
+            try:
+                await self._housekeeping(now)
+            except Exception:
+                # Pruning or statistics failing must not hide fresh data; each retries on its own
+                # schedule (hourly, every 10 min, every minute).
+                self.metrics.loop_errors.labels("housekeeping").inc()
+                log.exception("housekeeping failed; retrying on its schedule")
 
     async def _write_snapshot(self, snapshot: Snapshot) -> None:
         path = self.settings.snapshot_file
@@ -352,10 +449,11 @@ class FeedService:
             return
         try:
             await asyncio.to_thread(write_snapshot_atomic, path, snapshot)
-        except OSError as exc:
-            # A full or read-only volume must not stop the feed: /v1/snapshot still serves it.
+        except Exception as exc:
+            # A full or read-only volume must not stop the feed: /v1/snapshot still serves it, and
+            # the next rebuild writes again.
             self.metrics.snapshot_writes.labels("error").inc()
-            log.error("snapshot write failed", extra={"path": path, "error": str(exc)})
+            log.error("snapshot write failed", extra={"path": path, "error": f"{type(exc).__name__}: {exc}"})
             return
         self.metrics.snapshot_writes.labels("ok").inc()
 

@@ -113,6 +113,14 @@ class StaticProvider:
             return
         self._zones, self._error = zones, None
 
+    async def preflight(self) -> None:
+        """Read the file now (FeedService.start): a missing or invalid file at start is a
+        configuration error. Later the last good content is served through bad edits."""
+        try:
+            await asyncio.to_thread(self._reload)
+        except (UnavailableError, MalformedError) as exc:
+            raise ConfigError(f"path: {exc}") from None
+
     async def fetch(self, zones: Sequence[str], now: datetime) -> FetchResult:
         await asyncio.to_thread(self._reload)
         assert self._zones is not None

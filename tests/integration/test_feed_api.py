@@ -182,12 +182,37 @@ async def test_bad_requests_get_json_errors(
     assert message in body["error"]
 
 
+OUT_OF_RANGE = [
+    "9999-12-31T23:59:59-12:00",  # parses, but its UTC instant is past datetime's range
+    "0001-01-01T00:00:00+01:00",  # before it
+    "9999-12-31T23:00:00Z",  # in range, but start + 24 h (the default deadline) is not
+    "0001-01-01T00:00:00Z",
+]
+
+
+@pytest.mark.parametrize("value", OUT_OF_RANGE)
+@pytest.mark.parametrize(
+    ("path", "key", "extra"),
+    [
+        ("/v1/best", "start", {"duration": "1h"}),
+        ("/v1/best", "deadline", {"duration": "1h"}),
+        ("/v1/intensity/DE", "from", {}),
+        ("/v1/intensity/DE", "to", {"from": "2026-11-22T09:00:00Z"}),
+    ],
+)
+async def test_out_of_range_times_are_400_not_500(
+    feed: Feed, path: str, key: str, extra: dict[str, str], value: str
+) -> None:
+    body = await get(feed[0], path, 400, **extra, **{key: value})
+    assert body["error"].startswith(f"{key}: "), body
+
+
 async def test_intensity_history_and_forecast(feed: Feed) -> None:
     client = feed[0]
     span = {"from": format_rfc3339(T0 - H), "to": format_rfc3339(T0 + H)}
     de = await get(client, "/v1/intensity/DE", 200, **span)
     assert de["intensity"] == 300.0
-    assert de["ageSeconds"] == 1800
+    assert de["ageSeconds"] == 0  # its hour is still running: age counts from the end of the period
     assert de["fresh"] is True
     assert [(h["start"], h["intensity"]) for h in de["history"]] == [("2026-11-22T10:00:00Z", 300.0)]
     forecast = await get(client, "/v1/forecast/DE")
@@ -209,6 +234,10 @@ async def test_stale_zone_is_listed_but_not_in_snapshot(feed: Feed) -> None:
     snapshot = parse_snapshot((tmp_path / "snapshot.json").read_bytes())
     assert sorted(snapshot.zones) == ["DE", "FR"]
     assert snapshot.zones["FR"].estimated is True
+    # periodSeconds is published, so the extender measures age from the same end of period
+    assert {z: r.period_seconds for z, r in snapshot.zones.items()} == {"DE": 3600.0, "FR": 3600.0}
+    pl = next(z for z in zones["zones"] if z["zone"] == "PL")
+    assert (pl["periodSeconds"], pl["ageSeconds"]) == (3600, 4.5 * 3600)  # ended 4 h 30 min ago
     assert [p.intensity for p in snapshot.zones["DE"].forecast] == DE_FORECAST
     assert (await get(client, "/v1/intensity"))["zones"].keys() == {"DE", "FR", "PL"}
 
@@ -237,7 +266,7 @@ async def test_snapshot_etag_and_304(feed: Feed) -> None:
 async def test_health_ready_and_metrics(feed: Feed) -> None:
     client = feed[0]
     assert (await get(client, "/healthz"))["status"] == "ok"
-    assert (await get(client, "/readyz"))["status"] == "ready"
+    assert await get(client, "/readyz") == {"status": "ready", "reason": "serving 2 fresh zone(s)"}
     response = await client.get("/metrics")
     assert response.status == 200
     text = await response.text()
@@ -263,3 +292,27 @@ async def test_metrics_pass_promtool(feed: Feed) -> None:
     async with asyncio.timeout(30):
         output, _ = await process.communicate(text)
     assert process.returncode == 0, output.decode()
+
+
+async def test_a_feed_with_no_data_is_not_ready_and_says_why(aiohttp_client: Any, tmp_path: Path) -> None:
+    class Silent:
+        name = "silent"
+
+        async def fetch(self, zones: Sequence[str], now: datetime) -> FetchResult:
+            return FetchResult((), ("DE: upstream has nothing",))
+
+    settings = FeedSettings(db=str(tmp_path / "feed.sqlite"), snapshot_file=str(tmp_path / "snap.json"))
+    config = ProviderConfig("static", "silent", {"zones": ["DE"]})
+    service = FeedService(settings, clock=lambda: NOW, providers=[(config, Silent())])
+    client = await aiohttp_client(create_app(service))
+    async with asyncio.timeout(10):
+        await service.refreshed.wait()
+    ready = await get(client, "/readyz", 503)
+    assert ready == {
+        "status": "not ready",
+        "reason": "no data: no provider has delivered a reading yet and the history store is empty",
+    }
+    assert await get(client, "/v1/zones") == {"zones": [], "indexes": []}
+    snapshot = await get(client, "/v1/snapshot")
+    assert (snapshot["schemaVersion"], snapshot["zones"]) == (1, {})
+    assert parse_snapshot((tmp_path / "snap.json").read_bytes()).zones == {}

@@ -2,7 +2,8 @@
 
 The first run replays a trace fast (one trace hour per second, a refresh every 50 ms, each writing ~600
 rows), so a kill lands inside or between transactions. The restarted feed cannot reach its provider
-(its trace file is gone): whatever it serves comes from the store alone, before any fetch succeeds.
+(an HTTP provider at a closed port; a missing trace file now stops the start as a configuration
+error): whatever it serves comes from the store alone, before any fetch succeeds.
 """
 
 from __future__ import annotations
@@ -46,7 +47,17 @@ def write_trace(path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def write_config(tmp_path: Path, port: int, trace: Path) -> Path:
+def write_config(tmp_path: Path, port: int, trace: Path | None) -> Path:
+    provider: dict[str, Any] = {
+        "kind": "replay",
+        "name": "replay",
+        "interval": "50ms",
+        "options": {"path": str(trace), "speed": 3600, "horizon_hours": 200},
+    }
+    if trace is None:  # the same name, now a provider that cannot be reached
+        closed = f"http://127.0.0.1:{free_port()}"
+        options = {"base_url": closed, "zones": list(ZONES), "max_attempts": 1}
+        provider = {"kind": "carbonaware_sdk", "name": "replay", "interval": "1s", "options": options}
     config = tmp_path / f"feed-{port}.yaml"
     config.write_text(
         json.dumps(  # JSON is YAML
@@ -57,14 +68,7 @@ def write_config(tmp_path: Path, port: int, trace: Path) -> Path:
                 "snapshot_file": str(tmp_path / "snapshot.json"),
                 "log_level": "warning",
                 "jitter_ratio": 0,
-                "providers": [
-                    {
-                        "kind": "replay",
-                        "name": "replay",
-                        "interval": "50ms",
-                        "options": {"path": str(trace), "speed": 3600, "horizon_hours": 200},
-                    }
-                ],
+                "providers": [provider],
             }
         )
     )
@@ -72,10 +76,12 @@ def write_config(tmp_path: Path, port: int, trace: Path) -> Path:
 
 
 @pytest.fixture
-def start_feed(tmp_path: Path) -> Iterator[Callable[[Path], tuple[subprocess.Popen[bytes], int]]]:
+def start_feed(
+    tmp_path: Path,
+) -> Iterator[Callable[[Path | None], tuple[subprocess.Popen[bytes], int]]]:
     started: list[subprocess.Popen[bytes]] = []
 
-    def start(trace: Path) -> tuple[subprocess.Popen[bytes], int]:
+    def start(trace: Path | None) -> tuple[subprocess.Popen[bytes], int]:
         port = free_port()
         log = (tmp_path / f"feed-{port}.log").open("wb")
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -145,7 +151,7 @@ def test_sigkill_mid_refresh_then_restart(tmp_path: Path, start_feed: Any) -> No
 
     # Restart without a usable provider: everything served must come from the store.
     snapshot_file.unlink()
-    process, port = start_feed(tmp_path / "gone.csv")
+    process, port = start_feed(None)
     _, body = wait_for("snapshot", lambda: (r := http_get(port, "/v1/snapshot"))[0] == 200 and r, process)
     served = parse_snapshot(body)
     assert sorted(served.zones) == list(ZONES)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -36,3 +38,33 @@ def test_bad_config_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[s
     config.write_text("providers: [{kind: replay, options: {speed: -1}}]\n")
     assert main(["--config", str(config)]) == 2
     assert "providers[0].options: replay option 'speed' must be > 0" in capsys.readouterr().err
+
+
+@pytest.fixture
+def taken_port() -> Iterator[str]:
+    """A port already in use: should start-up ever get as far as listening, it fails there instead
+    of serving for ever (the checks below must stop it earlier, with a message naming the key)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield str(sock.getsockname()[1])
+
+
+def test_an_unusable_db_exits_2_naming_the_flag(
+    tmp_path: Path, taken_port: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "history.db"
+    db.write_bytes(b"not a database" * 512)
+    assert main(["--db", str(db), "--port", taken_port]) == 2
+    err = capsys.readouterr().err
+    assert f"carbon-feed: configuration error: db (--db, CARBON_FEED_DB): cannot use {db}" in err
+
+
+def test_an_unknown_replay_zone_exits_2(
+    tmp_path: Path, taken_port: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "feed.yaml"
+    config.write_text("providers: [{kind: replay, name: demo, options: {zones: [DE, XX]}}]\n")
+    assert main(["--config", str(config), "--db", str(tmp_path / "f.sqlite"), "--port", taken_port]) == 2
+    err = capsys.readouterr().err
+    assert "providers[name=demo] (replay).options: zones: ['XX'] are not in trace" in err

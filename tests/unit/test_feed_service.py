@@ -9,17 +9,26 @@ import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from carbon_common.snapshot import parse_snapshot
-from carbon_feed.config import FeedSettings, ProviderConfig
+from carbon_feed.config import ConfigError, FeedSettings, ProviderConfig
 from carbon_feed.forecast import ForecastValue
 from carbon_feed.http import RateLimitedError
 from carbon_feed.metrics import reject_reason
 from carbon_feed.model import FetchResult, Reading
 from carbon_feed.secrets import Secret
-from carbon_feed.service import FeedService, ZoneView, build_snapshot, choose_zone_readings, is_fresh
+from carbon_feed.service import (
+    FeedService,
+    FeedState,
+    ZoneView,
+    build_snapshot,
+    choose_zone_readings,
+    is_fresh,
+    readiness,
+)
 
 T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 H = timedelta(hours=1)
@@ -165,12 +174,107 @@ async def test_short_retention_is_a_warning_at_start(
     assert any("retention_days is shorter" in r.getMessage() for r in caplog.records) == warned
 
 
-async def test_stop_is_clean_after_a_failed_start(tmp_path: Path) -> None:
+async def test_an_unusable_db_is_a_config_error_naming_the_flag(tmp_path: Path) -> None:
     (tmp_path / "feed.sqlite").write_bytes(b"not a database" * 512)
     service, _ = make_service(tmp_path, ScriptedProvider())
-    with pytest.raises(sqlite3.DatabaseError, match="not a database"):
+    with pytest.raises(ConfigError, match=r"db \(--db, CARBON_FEED_DB\): .*feed.sqlite.*not a database"):
         await service.start()
     await service.stop()  # idempotent: nothing left open, no warnings (filterwarnings=error)
+
+
+def test_readiness_means_serving_data() -> None:
+    fresh = ZoneView(reading("em", "DE", 300), True)
+    stale = ZoneView(reading("em", "PL", 700, T0 - 9 * H), False)
+    assert readiness(FeedState()) == (False, "starting: the history store is not loaded yet")
+    empty = FeedState(snapshot=build_snapshot({}, T0), loaded=True)
+    assert readiness(empty) == (
+        False,
+        "no data: no provider has delivered a reading yet and the history store is empty",
+    )
+    only_stale = FeedState({"PL": stale}, snapshot=build_snapshot({"PL": stale}, T0), loaded=True)
+    assert readiness(only_stale)[0] is False
+    assert "stale" in readiness(only_stale)[1]
+    serving = FeedState({"DE": fresh, "PL": stale}, snapshot=build_snapshot({"DE": fresh}, T0), loaded=True)
+    assert readiness(serving) == (True, "serving 1 fresh zone(s)")
+
+
+class FarFutureProvider:
+    """A provider bug: one reading stamped at the end of time, next to a good one."""
+
+    name = "far"
+
+    async def fetch(self, zones: Sequence[str], now: datetime) -> FetchResult:
+        end_of_time = datetime(9999, 12, 31, 23, tzinfo=UTC)
+        return FetchResult([reading("far", "XX", 100.0, end_of_time), reading("far", "FR", 55.0)])
+
+
+async def test_a_reading_at_the_end_of_time_is_rejected_not_fatal(tmp_path: Path) -> None:
+    # Stored, it made every rebuild overflow (start + period): the view never updated again, and a
+    # restart failed in its first rebuild.
+    settings = FeedSettings(db=str(tmp_path / "feed.sqlite"), refresh_interval_seconds=3600)
+    config = ProviderConfig("static", "far", {})
+    service = FeedService(settings, clock=lambda: T0 + H / 2, providers=[(config, FarFutureProvider())])
+    await service.start()
+    try:
+        async with asyncio.timeout(10):
+            await service.refreshed.wait()
+        assert sorted(service.state.zones) == ["FR"]
+        assert counter(service.metrics.rejected, "reason") == {"bad_time": 1.0}
+    finally:
+        await service.stop()
+
+
+def counter(metric: Any, label: str) -> dict[str, float]:
+    return {
+        s.labels[label]: s.value for m in metric.collect() for s in m.samples if s.name.endswith("_total")
+    }
+
+
+async def test_the_refresh_loop_survives_any_exception_with_backoff(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    provider = ScriptedProvider()
+    service, _ = make_service(tmp_path, provider)
+    service.backoff_base = 0.01
+    real_refresh = service.refresh
+    calls = 0
+
+    async def flaky(config: ProviderConfig, provider: Any) -> bool:
+        nonlocal calls
+        calls += 1
+        if calls <= 2:  # what refresh does not expect, e.g. a bug outside its own try
+            raise OverflowError("date value out of range")
+        return await real_refresh(config, provider)
+
+    service.refresh = flaky  # type: ignore[method-assign]
+    with caplog.at_level(logging.ERROR):
+        await service.start()
+        try:
+            async with asyncio.timeout(10):
+                await service.refreshed.wait()
+            assert calls == 3
+            assert counter(service.metrics.loop_errors, "task") == {"refresh:scripted": 2.0}
+            assert "refresh loop failed; retrying" in caplog.text
+        finally:
+            await service.stop()
+
+
+async def test_a_failing_snapshot_write_or_prune_does_not_stop_updates(tmp_path: Path) -> None:
+    provider = ScriptedProvider()
+    service, config = make_service(tmp_path, provider)
+
+    async def broken_prune(*args: Any) -> int:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    service.store.aprune = broken_prune  # type: ignore[method-assign]
+    await service.start()
+    try:
+        provider.value = 280.0
+        assert await service.refresh(config, provider)
+        assert service.state.zones["DE"].reading.value == 280.0
+        assert counter(service.metrics.loop_errors, "task") == {"housekeeping": 1.0}
+    finally:
+        await service.stop()
 
 
 class ForecastingProvider:
@@ -283,3 +387,63 @@ async def test_a_429_with_retry_after_delays_the_next_round_past_the_interval(
         await service._loop(config, provider)
     assert slept == [7200.0]
     await service.stop()
+
+
+async def test_a_disabled_provider_is_not_run_and_interval_sets_the_pace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = FeedSettings(
+        db=str(tmp_path / "feed.sqlite"),
+        refresh_interval_seconds=3600,
+        jitter_ratio=0.0,
+        providers=(
+            ProviderConfig("static", "off", {"path": str(tmp_path / "missing.yaml")}, enabled=False),
+            ProviderConfig("replay", "demo", {"path": str(write_trace(tmp_path))}, interval_seconds=60.0),
+        ),
+    )
+    service = FeedService(settings, clock=lambda: T0)
+    slept: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def record_sleep(seconds: float) -> None:
+        slept.append(seconds)
+        await real_sleep(3600)
+
+    monkeypatch.setattr("carbon_feed.service.asyncio.sleep", record_sleep)
+    await service.start()  # the disabled entry's missing file is not even looked at
+    try:
+        assert [c.name for c, _ in service.providers] == ["demo"]
+        async with asyncio.timeout(10):
+            await service.refreshed.wait()
+            while not slept:
+                await real_sleep(0.01)
+        assert slept == [60.0]
+    finally:
+        await service.stop()
+
+
+def write_trace(tmp_path: Path) -> Path:
+    path = tmp_path / "trace.csv"
+    path.write_text("datetime,zone,intensity\n2019-11-22T10:00:00Z,DE,300\n2019-11-22T11:00:00Z,DE,310\n")
+    return path
+
+
+async def test_provider_mistakes_found_at_start_stop_the_start(tmp_path: Path) -> None:
+    # Once: the feed started, and warned on every refresh for ever.
+    trace = str(write_trace(tmp_path))
+    cases = [
+        (
+            ProviderConfig("replay", "demo", {"path": trace, "zones": ["DE", "XX"]}),
+            r"options: zones: \['XX'\]",
+        ),
+        (ProviderConfig("replay", "demo", {"path": str(tmp_path / "no.csv")}), "cannot read trace"),
+        (ProviderConfig("static", "pinned", {"path": str(tmp_path / "no.yaml")}), "options: path: .*no.yaml"),
+    ]
+    for config, message in cases:
+        settings = FeedSettings(db=str(tmp_path / "feed.sqlite"), providers=(config,))
+        service = FeedService(settings, clock=lambda: T0)
+        with pytest.raises(
+            ConfigError, match=rf"providers\[name={config.name}\] \({config.kind}\)\..*{message}"
+        ):
+            await service.start()
+        await service.stop()
