@@ -16,7 +16,7 @@ import gc
 import platform
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -120,14 +120,19 @@ POD = {
 
 
 class _Request:
-    """Just enough of web.Request for the verb handlers: the app and the body."""
+    """Just enough of web.Request for the verb handlers: the app and the body (which the extender
+    reads from `content`, in chunks, since carbon_common.serving.read_body with max_bytes)."""
 
     def __init__(self, app: web.Application, body: bytes) -> None:
         self.app = app
         self._body = body
+        self.content = self
 
     async def read(self) -> bytes:
         return self._body
+
+    async def iter_any(self) -> AsyncIterator[bytes]:
+        yield self._body
 
 
 def _pct(samples: list[float], q: float) -> float:

@@ -171,15 +171,29 @@ async def _request_started(request: web.Request, handler: Handler) -> web.Stream
             conn.request_finished()
 
 
-async def read_body(request: web.Request, seconds: float) -> bytes:
-    """The whole request body within `seconds` (cached by aiohttp: later reads are free).
+async def read_body(request: web.Request, seconds: float, *, max_bytes: int | None = None) -> bytes:
+    """The whole request body within `seconds`.
+
+    Without `max_bytes`: request.read(), cached by aiohttp (later reads are free) and limited by the
+    app's client_max_size. With `max_bytes`: read here and not cached, so the body is freed as soon as
+    the caller drops it rather than when aiohttp releases the request (after the response is sent):
+    for a large body that is the difference between one and two bodies alive at once.
 
     Raises web.HTTPRequestTimeout (408, connection closed) when it is slower, ClientAborted when the
-    client hangs up first, and aiohttp's HTTPRequestEntityTooLarge above the app's client_max_size.
+    client hangs up first, and HTTPRequestEntityTooLarge above the limit.
     """
     try:
         async with asyncio.timeout(seconds):
-            return await request.read()
+            if max_bytes is None:
+                return await request.read()
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in request.content.iter_any():
+                size += len(chunk)
+                if size > max_bytes:
+                    raise web.HTTPRequestEntityTooLarge(max_size=max_bytes, actual_size=size)
+                chunks.append(chunk)
+            return b"".join(chunks)
     except TimeoutError:
         raise web.HTTPRequestTimeout(
             text=f"request body not received within {seconds:g}s", headers={"Connection": "close"}

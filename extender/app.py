@@ -7,6 +7,7 @@ and encodes the answer. Everything that refreshes data runs as a Service started
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import Counter
@@ -69,6 +70,7 @@ class ExtenderState:
     memo: CandidateMemo = field(default_factory=CandidateMemo)
     no_data_logged: dict[str | None, float] = field(default_factory=dict)
     request_zones: dict[str, str | None] = field(default_factory=dict)
+    large_requests: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 STATE = web.AppKey("extender_state", ExtenderState)
@@ -105,6 +107,13 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
                 415, f"Content-Type must be application/json, got {request.content_type or 'nothing'!r}"
             )
     try:
+        length = request.content_length
+        if request.method == "POST" and (length is None or length > LARGE_BODY_BYTES):
+            # One large request at a time: parsing costs about six times the body in memory
+            # (docs/extender.md), so concurrent large bodies, not one, would break the memory limit.
+            # kube-scheduler calls filter and prioritize one pod at a time, so it never waits here.
+            async with state.large_requests:
+                return await handler(request)
         return await handler(request)
     except ClientAborted as exc:
         # The client hung up mid-request: nobody will read an answer, and it is not our failure.
@@ -126,11 +135,20 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return error_response(500, f"internal error: {type(exc).__name__}: {exc}")
 
 
+# Above this (or without Content-Length) a request body is "large": ~100 full Node objects.
+LARGE_BODY_BYTES = 1 * 2**20
+
+
 def _too_large(limit: int) -> web.Response:
     return error_response(413, f"request body exceeds the limit of {limit} bytes (--max-body-bytes)")
 
 
 # --- request helpers ------------------------------------------------------------------------------
+
+
+async def _read(request: web.Request, state: ExtenderState) -> bytes:
+    """The body, within --read-timeout and --max-body-bytes, not cached by aiohttp (see read_body)."""
+    return await read_body(request, state.settings.read_timeout, max_bytes=state.settings.max_body_bytes)
 
 
 def _candidates(state: ExtenderState, args: wire.ExtenderArgs) -> tuple[list[str], list[str | None]]:
@@ -292,7 +310,7 @@ class _Timer:
 async def filter_handler(request: web.Request) -> web.Response:
     state = request.app[STATE]
     with _Timer(state.metrics, "filter") as timer:
-        body = await read_body(request, state.settings.read_timeout)
+        body = await _read(request, state)
         try:
             args, entry = _parse(state, body)
         except wire.WireError as exc:
@@ -328,7 +346,7 @@ async def filter_handler(request: web.Request) -> web.Response:
 async def prioritize_handler(request: web.Request) -> web.Response:
     state = request.app[STATE]
     with _Timer(state.metrics, "prioritize") as timer:
-        body = await read_body(request, state.settings.read_timeout)
+        body = await _read(request, state)
         try:
             args, entry = _parse(state, body)
         except wire.WireError as exc:
@@ -370,7 +388,10 @@ async def prioritize_handler(request: web.Request) -> web.Response:
         return _json(body_out)
 
 
-MAX_REQUEST_ZONES = 100_000
+# Ten times the largest supported cluster (5,000 nodes), for name churn. With names at most 253
+# characters and zones at most 63 (longer ones are refused or read as "no zone"), 50,000 entries of
+# the longest kind hold 21.6 MiB (measured with tracemalloc): the map's bound in bytes too.
+MAX_REQUEST_ZONES = 50_000
 
 
 def _remember_request_zones(state: ExtenderState, names: list[str], zones: list[str | None]) -> None:
@@ -391,7 +412,7 @@ BIND_DISABLED = (
 async def bind_handler(request: web.Request) -> web.Response:
     state = request.app[STATE]
     with _Timer(state.metrics, "bind") as timer:
-        body = await read_body(request, state.settings.read_timeout)
+        body = await _read(request, state)
         try:
             args = wire.parse_binding_args(body)
         except wire.WireError as exc:
@@ -463,7 +484,7 @@ async def _bind(
 async def preempt_handler(request: web.Request) -> web.Response:
     state = request.app[STATE]
     with _Timer(state.metrics, "preempt") as timer:
-        body = await read_body(request, state.settings.read_timeout)
+        body = await _read(request, state)
         try:
             args = wire.parse_preemption_args(body)
         except wire.WireError as exc:

@@ -33,8 +33,9 @@ class ExtenderSettings:
     """PEM private key for --tls-cert. Reloaded when the file changes."""
     client_ca: Path | None = None
     """PEM CA bundle: when set, clients must present a certificate it signed (mTLS)."""
-    max_body_bytes: int = 256 * 1024 * 1024
-    """Request body limit. 5,000 full Node objects with image lists reach ~100 MiB."""
+    max_body_bytes: int = 64 * 1024 * 1024
+    """Request body limit. 5,000 full Node objects with kubelet's maximum of 50 images each take
+    50 MiB; one request at the limit peaks the process near 500 MiB (docs/extender.md)."""
     metrics_port: int | None = None
     """Plain-HTTP port serving only /healthz, /readyz and /metrics, for probes and Prometheus when
     the verbs listen on loopback or behind mTLS; off when unset."""

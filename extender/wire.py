@@ -18,6 +18,11 @@ import orjson
 
 MIN_SCORE = 0
 MAX_SCORE = 10
+# Kubernetes' limits: a node name is a DNS subdomain (at most 253 characters), a label value at most
+# 63. The API server enforces them, so a longer name never names a real node: such a request is
+# refused (400) rather than held in the caches it would feed.
+MAX_NODE_NAME = 253
+MAX_LABEL_VALUE = 63
 
 
 class WireError(ValueError):
@@ -139,12 +144,22 @@ def check_node_names(args: ExtenderArgs) -> None:
 
 def _node_names(value: list[Any]) -> list[str]:
     # C-speed checks first (5,000 names arrive on every call); walk the list only to name the culprit.
-    if not value or (set(map(type, value)) == {str} and "" not in value):
+    if not value or (
+        set(map(type, value)) == {str} and "" not in value and max(map(len, value)) <= MAX_NODE_NAME
+    ):
         return value
     for i, name in enumerate(value):
         if type(name) is not str or not name:
             raise WireError(f"NodeNames[{i}]: expected a non-empty string, got {name!r}")
+        _check_name_length(name, f"NodeNames[{i}]")
     return value
+
+
+def _check_name_length(name: str, where: str) -> None:
+    if len(name) > MAX_NODE_NAME:
+        raise WireError(
+            f"{where}: {len(name)} characters, over the {MAX_NODE_NAME} a Kubernetes node name may have"
+        )
 
 
 def _node_list(value: Any) -> dict[str, Any]:
@@ -163,6 +178,7 @@ def _node_list(value: Any) -> dict[str, Any]:
         name = meta.get("name")
         if type(name) is not str or not name:
             raise WireError(f"Nodes.items[{i}].metadata.name: expected a non-empty string, got {name!r}")
+        _check_name_length(name, f"Nodes.items[{i}].metadata.name")
         labels = meta.get("labels")
         if labels is not None and type(labels) is not dict:
             raise WireError(f"Nodes.items[{i}].metadata.labels: expected an object, got {_kind(labels)}")
@@ -283,6 +299,7 @@ class BindingArgs:
 def parse_binding_args(body: bytes) -> BindingArgs:
     raw = _fold(_decode(body), _BIND_KEYS)
     values = {key: _string(raw.get(key), key) for key in ("PodName", "PodNamespace", "PodUID", "Node")}
+    _check_name_length(values["Node"], "Node")
     return BindingArgs(values["PodName"], values["PodNamespace"], values["PodUID"], values["Node"])
 
 

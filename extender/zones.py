@@ -14,6 +14,8 @@ from typing import Any
 
 import orjson
 
+from extender.wire import MAX_LABEL_VALUE
+
 
 class RegionMapError(ValueError):
     """A region map file is unreadable or not a JSON object of strings."""
@@ -67,12 +69,14 @@ class ZoneResolver:
         self.region_map = dict(region_map)
 
     def zone_of_labels(self, labels: Mapping[str, str]) -> str | None:
-        # Labels from a request's Node objects are untrusted: a non-string value means "no zone".
+        # Labels from a request's Node objects are untrusted: a non-string value, or one longer than
+        # Kubernetes allows a label value (63), means "no zone" (scored neutrally), as for a node
+        # without the label; it is never kept in a cache.
         zone = labels.get(self.zone_label)
-        if type(zone) is str and zone:
+        if type(zone) is str and zone and len(zone) <= MAX_LABEL_VALUE:
             return zone
         region = labels.get(self.region_label)
-        if type(region) is str and region:
+        if type(region) is str and region and len(region) <= MAX_LABEL_VALUE:
             return self.region_map.get(region)
         return None
 

@@ -55,3 +55,42 @@ def test_resolve_handles_missing_record_and_zone() -> None:
     assert resolve(None, "n1", "SE").avoided is None
     assert resolve(REC, "n1", "XX").intensity is None
     assert resolve(REC, "n1", None).zone is None
+
+
+def test_bounded_by_bytes_as_well_as_entries() -> None:
+    # issue 12 item 2: a request decides how many zones a record holds; entries alone do not bound
+    # memory (10,000 records of 5,000 zones would be gigabytes).
+    wide = DecisionRecord({f"Z{i:060d}": ZoneFigures(1.0, 5) for i in range(5000)}, 1.0)
+    store = DecisionStore(max_entries=10_000, ttl=100.0, max_bytes=4 * 2**20)
+    for i in range(100):
+        store.put(f"u{i}", wide, now=0.0)
+    assert store.bytes <= 4 * 2**20
+    assert 0 < len(store) < 100
+    assert store.get("u99", 0.0) is wide  # the newest stay, the oldest went
+    assert store.get("u0", 0.0) is None
+    store.pop("u99", 0.0)
+    store.put("small", REC, now=0.0)
+    assert store.get("small", 0.0) is REC
+
+
+def test_bytes_are_released_on_pop_expiry_and_replace() -> None:
+    store = DecisionStore(ttl=1.0)
+    store.put("u", REC, now=0.0)
+    store.put("u", REC, now=0.0)  # replaced, not counted twice
+    one = store.bytes
+    assert one > 0
+    store.put("v", REC, now=0.0)
+    assert store.bytes == 2 * one
+    store.pop("u", 0.0)
+    assert store.bytes == one
+    store.expire(5.0)
+    assert (len(store), store.bytes) == (0, 0)
+
+
+def test_a_record_over_the_whole_budget_is_not_kept() -> None:
+    store = DecisionStore(max_bytes=1000)
+    store.put("u", REC, now=0.0)
+    huge = DecisionRecord({f"Z{i}": ZoneFigures(1.0, 5) for i in range(100)}, 1.0)
+    store.put("h", huge, now=0.0)
+    assert store.get("h", 0.0) is None
+    assert store.get("u", 0.0) is REC

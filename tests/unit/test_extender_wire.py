@@ -106,6 +106,12 @@ def test_unknown_keys_are_ignored_like_go() -> None:
             "Pod.metadata.annotations",
         ),
         (orjson.dumps({"Pod": {"metadata": {"uid": 5}}, "NodeNames": []}), "Pod.metadata.uid"),
+        # issue 12 item 2: a node name is a DNS subdomain, at most 253 characters.
+        (orjson.dumps({"Pod": _pod(), "NodeNames": ["a", "n" * 254]}), "NodeNames[1]: 254 characters"),
+        (
+            orjson.dumps({"Pod": _pod(), "Nodes": {"items": [_node("a"), _node("n" * 10_000)]}}),
+            "Nodes.items[1].metadata.name: 10000 characters",
+        ),
     ],
 )
 def test_malformed_args_name_the_field(body: bytes, field: str) -> None:
@@ -170,6 +176,7 @@ def test_binding_lower_case_keys() -> None:
         ({"PodName": "p", "PodNamespace": "ns", "PodUID": "u", "Node": 3}, "Node"),
         ({"PodName": "p", "PodNamespace": "ns", "PodUID": None, "Node": "n"}, "PodUID"),
         ({"PodName": "p", "PodNamespace": "", "PodUID": "u", "Node": "n"}, "PodNamespace"),
+        ({"PodName": "p", "PodNamespace": "ns", "PodUID": "u", "Node": "n" * 254}, "Node: 254 characters"),
     ],
 )
 def test_binding_bad_fields(payload: dict[str, Any], field: str) -> None:
@@ -251,3 +258,10 @@ def test_priority_list_fast_path_is_byte_identical_to_orjson(hosts: list[str], s
 def test_priority_list_rejects_mismatched_lengths() -> None:
     with pytest.raises(ValueError, match="length"):
         wire.priority_list(["a"], [])
+
+
+def test_node_names_at_the_kubernetes_limit_are_accepted() -> None:
+    longest = "n" * wire.MAX_NODE_NAME
+    assert wire.parse_extender_args(orjson.dumps({"Pod": _pod(), "NodeNames": [longest]})).node_names == [
+        longest
+    ]

@@ -95,3 +95,13 @@ def test_memo_entry_dies_with_a_new_node_cache_version() -> None:
     memo.put(["a"], ["DE"], {"DE": 1}, now=0.0, version=7)
     assert memo.get(["a"], 1.0, version=7) is not None
     assert memo.get(["a"], 1.0, version=8) is None
+
+
+def test_label_values_longer_than_kubernetes_allows_mean_no_zone() -> None:
+    # issue 12 item 2: a label value is at most 63 characters; a longer one cannot come from a real
+    # Node, so it is read as "no zone" (neutral score) and never kept in a cache.
+    r = ZoneResolver(Z, R, {"r" * 64: "DE"})
+    assert r.zone_of_labels({Z: "Z" * 63}) == "Z" * 63
+    assert r.zone_of_labels({Z: "Z" * 64}) is None
+    assert r.zone_of_labels({Z: "Z" * 10_000, R: "eu-central-1"}) is None
+    assert r.zone_of_labels({R: "r" * 64}) is None
