@@ -17,12 +17,14 @@ import asyncio
 import hashlib
 import logging
 import math
+import os
 import random
 import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import aiohttp
 
@@ -231,6 +233,7 @@ class FeedService:
                 extra={"retentionDays": self.settings.retention_days, "forecasterDays": HISTORY_DAYS},
             )
         try:
+            await asyncio.to_thread(self._check_snapshot_file)
             await self._open_store()
             self._session = aiohttp.ClientSession()
             if self._given is not None:
@@ -258,6 +261,23 @@ class FeedService:
             self._tasks.append(
                 asyncio.create_task(self._loop(config, provider), name=f"refresh-{config.name}")
             )
+
+    def _check_snapshot_file(self) -> None:
+        """The extender reads this file: a path the feed can never write is a configuration error at
+        start, not an error logged after every refresh while the extender scores nodes neutrally."""
+        path = self.settings.snapshot_file
+        if not path:
+            return
+        key = "snapshot_file (--snapshot-file, CARBON_FEED_SNAPSHOT_FILE)"
+        target = Path(path)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"{key}: cannot create {target.parent}: {exc.strerror}") from None
+        if target.is_dir():
+            raise ConfigError(f"{key}: {target} is a directory")
+        if not os.access(target.parent, os.W_OK | os.X_OK):
+            raise ConfigError(f"{key}: cannot write to {target.parent}")
 
     async def _open_store(self) -> None:
         try:

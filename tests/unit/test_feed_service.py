@@ -447,3 +447,18 @@ async def test_provider_mistakes_found_at_start_stop_the_start(tmp_path: Path) -
         ):
             await service.start()
         await service.stop()
+
+
+def test_a_snapshot_file_that_can_never_be_written_stops_the_start(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the snapshot's directory should be")
+    for path, message in [
+        (blocker / "snap.json", "cannot create"),
+        (tmp_path, "is a directory"),
+    ]:
+        settings = FeedSettings(db=str(tmp_path / "feed.sqlite"), snapshot_file=str(path))
+        service = FeedService(settings, providers=[(ProviderConfig("static", "s", {}), ScriptedProvider())])
+        with pytest.raises(
+            ConfigError, match=rf"snapshot_file \(--snapshot-file, CARBON_FEED_SNAPSHOT_FILE\): .*{message}"
+        ):
+            asyncio.run(service.start())
