@@ -329,8 +329,8 @@ async def serve_until_signalled(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     runner = make_runner(app, limits)
-    await runner.setup()
     try:
+        await runner.setup()  # inside the try, as web.run_app: a failing startup hook still cleans up
         await start_site(runner, host, port, limits, ssl_context)
         await stop.wait()
     finally:

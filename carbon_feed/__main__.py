@@ -13,9 +13,8 @@ import sqlite3
 import sys
 from collections.abc import Sequence
 
-from aiohttp import web
-
 from carbon_common.jsonlog import setup_logging
+from carbon_common.serving import run_app
 from carbon_feed.api import create_app
 from carbon_feed.config import ConfigError, FeedSettings, load_settings, scalar_fields
 from carbon_feed.service import FeedService
@@ -68,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     app = create_app(FeedService(settings))
     try:
-        web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None)
+        run_app(app, host=settings.host, port=settings.port)  # read timeouts, connection cap, 5 s shutdown
     except ConfigError as exc:
         # Found at start (an unusable --db, a provider's missing file or unknown zone): the same
         # one line as a bad config file, naming the key, and the same exit code.

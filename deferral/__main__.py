@@ -18,11 +18,11 @@ import typing
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from aiohttp import web
 from kubernetes_asyncio.config import ConfigException
 
 from carbon_common.jsonlog import setup_logging
 from carbon_common.kube import KubeConfigError
+from carbon_common.serving import run_app
 from carbon_common.tls import CertReloader, server_ssl_context
 from deferral.app import create_app
 from deferral.settings import DeferralSettings
@@ -108,13 +108,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif settings.webhook:
         log.warning("serving plain HTTP: the API server only calls webhooks over HTTPS (set --tls-cert)")
     try:
-        web.run_app(
+        # carbon_common.serving: read timeouts, a connection cap and a 5 s shutdown.
+        run_app(
             create_app(settings, reloader=reloader),
             host=settings.host,
             port=settings.port,
             ssl_context=context,
-            print=None,
-            access_log=None,
         )
     except (KubeConfigError, ConfigException, OSError) as error:
         # No usable kubeconfig, or the port is taken: a start-up error to state plainly, not a traceback.
