@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Builds the real etcd, kube-apiserver and kube-scheduler used by the end-to-end tests, from the
-# pinned Go modules under hack/controlplane/. Binaries land in a cache folder keyed by a hash of the
+# Builds the real etcd, kube-apiserver, kube-scheduler, kube-controller-manager and kubelet used by
+# the end-to-end and deploy tests, from the pinned Go modules under hack/controlplane/. Binaries land in a cache folder keyed by a hash of the
 # pins, so a second run (or a fresh clone that shares the cache) only checks the hash.
 #
-#   hack/build-controlplane.sh            # prints the folder holding the three binaries
+#   hack/build-controlplane.sh            # prints the folder holding the five binaries
 #   CARBON_E2E_CACHE=DIR hack/...         # cache root (default: <repo>/.cache/controlplane)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -21,7 +21,10 @@ key=$(cat "$here"/controlplane/*/go.mod "$here"/controlplane/*/go.sum "$here"/co
 out="$cache_root/$key"
 log() { printf '[build-controlplane %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
-if [[ -x $out/etcd && -x $out/kube-apiserver && -x $out/kube-scheduler ]]; then
+k8s_bins=(kube-apiserver kube-scheduler kube-controller-manager kubelet)
+have_all=1
+for bin in etcd "${k8s_bins[@]}"; do [[ -x $out/$bin ]] || have_all=0; done
+if [[ $have_all == 1 ]]; then
   log "cached: kubernetes $k8s_version, etcd $etcd_version in $out"
   echo "$out"; exit 0
 fi
@@ -43,10 +46,9 @@ build() {  # dir, output, package, ldflags
   log "built $bin in $((SECONDS - start)) s"
 }
 build "$here/controlplane/etcd" etcd ./cmd/etcd "-s -w"
-build "$here/controlplane/k8s" kube-apiserver ./cmd/kube-apiserver "$k8s_ldflags"
-build "$here/controlplane/k8s" kube-scheduler ./cmd/kube-scheduler "$k8s_ldflags"
+for bin in "${k8s_bins[@]}"; do build "$here/controlplane/k8s" "$bin" "./cmd/$bin" "$k8s_ldflags"; done
 # Each binary must start and report the pinned version before the cache entry becomes visible.
-for bin in kube-apiserver kube-scheduler; do
+for bin in "${k8s_bins[@]}"; do
   got=$("$out.tmp/$bin" --version 2>&1) || true
   [[ $got == "Kubernetes $k8s_version" ]] || { log "FAILED: $bin --version says '$got'"; exit 1; }
 done
