@@ -13,12 +13,18 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bench.fuzz_http import GENERATORS, SURFACES, SurfaceReport, fuzz_surface, running, send, wait_healthy
+from bench.fuzz_http import (
+    GENERATORS,
+    PARSER,
+    SURFACES,
+    SurfaceReport,
+    fuzz_surface,
+    running,
+    send,
+    wait_healthy,
+)
 
 CASES = 400
-
-PARSER_LONG_LINE = "non-JSON 400 body from the HTTP parser (long line)"
-"""aiohttp's parser refuses a request line over 8190 bytes with a text 400 before any middleware runs."""
 
 
 @pytest.mark.parametrize("surface", SURFACES)
@@ -28,8 +34,9 @@ async def test_surface_survives_a_bounded_fuzz_run(surface: str, tmp_path: Path)
     assert report.crashes == 0, report.failures
     assert report.server_errors == 0, report.failures
     assert report.no_answer == 0, report.failures
-    # An open finding, reported in docs/fuzz.md: aiohttp's own parser, not the app, refuses the line.
-    unexpected = [f for f in report.failures if set(f["problems"]) != {PARSER_LONG_LINE}]
+    # An open finding (docs/fuzz.md): aiohttp's parser refuses a request line over 8190 bytes with a
+    # text 400 before any middleware runs.
+    unexpected = [f for f in report.failures if not all(p.endswith(PARSER) for p in f["problems"])]
     assert unexpected == []
 
 
