@@ -36,15 +36,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from bench.evaluation.temporal import controller_release
+from carbon_feed.traces import default_trace_path, load_trace
+from deferral.annotations import DeferralSpec, parse_duration
+from deferral.planner import Forecast, Plan, Point, best_windows, plan_start
+
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from bench.evaluation.temporal import controller_release  # noqa: E402
-from carbon_feed.traces import default_trace_path, load_trace  # noqa: E402
-from deferral.annotations import DeferralSpec, parse_duration  # noqa: E402
-from deferral.planner import Forecast, Plan, Point, best_windows, plan_start  # noqa: E402
-
 HOUR = timedelta(hours=1)
 
 

@@ -28,7 +28,7 @@ from aiohttp import web
 from carbon_common.snapshot import Snapshot, ZoneReading
 from extender.app import STATE, create_app, filter_handler, prioritize_handler
 from extender.carbon import CarbonState, CarbonView
-from extender.demo import MappingNodeLookup
+from extender.fixed_nodes import MappingNodeLookup
 from extender.settings import ExtenderSettings
 from extender.zones import CandidateMemo
 

@@ -41,10 +41,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from tests.e2e.kubeharness import (  # noqa: E402 - the harness lives with the e2e tests
+from tests.e2e.kubeharness import (  # importable as `python -m bench...` runs from the repo root
     Binaries,
     ControlPlane,
     KubeApi,
@@ -61,6 +58,7 @@ from tests.e2e.kubeharness import (  # noqa: E402 - the harness lives with the e
     write_snapshot,
 )
 
+ROOT = Path(__file__).resolve().parents[1]
 ZONE_LABEL = "carbon-aware.io/zone"
 # Real-world-ish spread (gCO2eq/kWh) so the extender's scores differ between nodes.
 ZONES = {"SE": 30.0, "FR": 55.0, "GB": 210.0, "DE": 380.0, "PL": 690.0}

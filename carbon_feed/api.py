@@ -15,9 +15,9 @@ from aiohttp import web
 from prometheus_client.aiohttp import make_aiohttp_handler
 
 from carbon_common.timeutil import format_rfc3339, parse_rfc3339
+from carbon_common.windows import Point, Window, best_windows, parse_duration
 from carbon_feed.model import Reading
 from carbon_feed.service import FeedService, ZoneView, readiness, reading_age
-from carbon_feed.windows import Point, Window, best_windows, parse_duration
 
 log = logging.getLogger(__name__)
 

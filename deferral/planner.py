@@ -22,8 +22,8 @@ from typing import Any, Literal
 
 import orjson
 
+from carbon_common import windows as shared_windows
 from carbon_common.timeutil import format_rfc3339, parse_rfc3339
-from carbon_feed import windows as feed_windows
 from deferral.annotations import DeferralSpec
 
 Basis = Literal["forecast", "no_forecast", "guard"]
@@ -181,19 +181,21 @@ def best_windows(
 ) -> list[Window]:
     """All ties of the minimum time-weighted rolling average over every zone, earliest first.
 
-    The feed's /v1/best rule (carbon_feed.windows, the GSF Carbon Aware SDK's method) applied zone by
+    The feed's /v1/best rule (carbon_common.windows, the GSF Carbon Aware SDK's method) applied zone by
     zone, for callers with no feed in between (the bench replays traces through it). Up to a second of
     uncovered time is allowed for providers whose intervals do not quite abut.
     """
     if duration <= timedelta(0) or deadline - duration < start:
         return []
-    by_zone: dict[str, list[feed_windows.Point]] = {}
+    by_zone: dict[str, list[shared_windows.Point]] = {}
     for point in points:
-        by_zone.setdefault(point.zone, []).append(feed_windows.Point(point.start, point.end, point.intensity))
+        by_zone.setdefault(point.zone, []).append(
+            shared_windows.Point(point.start, point.end, point.intensity)
+        )
     found = [
         Window(zone, w.start, w.end, w.intensity)
         for zone, series in by_zone.items()
-        for w in feed_windows.rolling_windows(series, duration, start, deadline, max_gap=_MAX_GAP)
+        for w in shared_windows.rolling_windows(series, duration, start, deadline, max_gap=_MAX_GAP)
     ]
     if not found:
         return []

@@ -29,34 +29,11 @@ from carbon_common.snapshot import ForecastPoint, Snapshot, ZoneReading, parse_s
 from carbon_common.timeutil import utcnow
 from extender.app import create_app
 from extender.carbon import CarbonState, CarbonView
+from extender.fixed_nodes import MappingNodeLookup
 from extender.settings import ExtenderSettings
 from extender.zones import ZoneResolver, load_region_map
 
 P = "carbon-aware.io/"
-
-
-class MappingNodeLookup:
-    """A fixed node → zone map (NodeLookup), for the demo and benchmarks."""
-
-    def __init__(self, zones: Mapping[str, str | None]) -> None:
-        self._zones = dict(zones)
-
-    def zone_of(self, node_name: str) -> str | None:
-        return self._zones.get(node_name)
-
-    def zones_of(self, node_names: list[str]) -> list[str | None]:
-        """Bulk lookup used by the request path when a cache offers it."""
-        return list(map(self._zones.get, node_names))
-
-    def __contains__(self, node_name: object) -> bool:
-        return node_name in self._zones
-
-    def __len__(self) -> int:
-        return len(self._zones)
-
-    @property
-    def synced(self) -> bool:
-        return True
 
 
 class RecordingBinder:

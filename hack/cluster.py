@@ -1,8 +1,8 @@
 """A local control plane for humans: the e2e harness's etcd + kube-apiserver (+ a kube-scheduler).
 
-    python hack/cluster.py up [--scheduler-name NAME --extender-url URL]   # prints KUBECONFIG=...
-    python hack/cluster.py status
-    python hack/cluster.py down
+    python -m hack.cluster up [--scheduler-name NAME --extender-url URL]   # prints KUBECONFIG=...
+    python -m hack.cluster status
+    python -m hack.cluster down
 
 The processes outlive this command; their PIDs, logs and the kubeconfig sit in .cache/cluster/
 (or --state-dir). `down` stops exactly those PIDs (SIGTERM, then SIGKILL), after checking that each
@@ -21,10 +21,7 @@ import time
 from pathlib import Path
 from typing import TypedDict
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
-
-from tests.e2e.kubeharness import (  # noqa: E402 - the harness lives with the tests it serves
+from tests.e2e.kubeharness import (  # importable as `python -m hack.cluster` runs from the repo root
     ControlPlane,
     Scheduler,
     locate_binaries,
@@ -33,6 +30,7 @@ from tests.e2e.kubeharness import (  # noqa: E402 - the harness lives with the t
     scheduler_values,
 )
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_STATE = REPO_ROOT / ".cache" / "cluster"
 
 

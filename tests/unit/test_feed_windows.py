@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from carbon_feed.windows import Point, best_windows, parse_duration, rolling_windows, weighted_average
+from carbon_common.windows import Point, best_windows, parse_duration, rolling_windows, weighted_average
 
 T0 = datetime(2026, 11, 22, 0, 0, tzinfo=UTC)
 H = timedelta(hours=1)
