@@ -37,8 +37,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.evaluation.temporal import controller_release
+from carbon_common.timeutil import floor_hour, parse_duration
 from carbon_feed.traces import default_trace_path, load_trace
-from deferral.annotations import DeferralSpec, parse_duration
+from deferral.annotations import DeferralSpec
 from deferral.planner import Forecast, Plan, Point, best_windows, plan_start
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,7 +77,7 @@ class ZoneResult:
 def mean_over(series: dict[datetime, float], start: datetime, duration: timedelta) -> float | None:
     """Actual time-weighted mean over [start, start + duration) on hourly data; None if a gap."""
     total, weight = 0.0, 0.0
-    hour = start.replace(minute=0, second=0, microsecond=0)
+    hour = floor_hour(start)
     end = start + duration
     while hour < end:
         value = series.get(hour)

@@ -18,7 +18,6 @@ run to the end of the last overlapping point). For data aligned to the start the
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -117,36 +116,3 @@ def best_windows(
     best = min(w.intensity for w in windows)
     tol = TIE_TOLERANCE
     return [w for w in windows if math.isclose(w.intensity, best, rel_tol=tol, abs_tol=tol)]
-
-
-_DURATION_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
-
-
-def parse_duration(text: str | int | float) -> timedelta:
-    """Seconds (a number or digit string) or a Go-style duration ("1h30m", "90s", "1.5h").
-
-    Raises ValueError with the offending text; zero and negative durations are refused.
-    """
-    if isinstance(text, bool):
-        raise ValueError(f"not a duration: {text!r}")
-    if isinstance(text, int | float):
-        seconds = float(text)
-    else:
-        raw = text.strip()
-        try:
-            seconds = float(raw)
-        except ValueError:
-            pos, seconds = 0, 0.0
-            for match in _DURATION_PART.finditer(raw):
-                if match.start() != pos:
-                    break
-                seconds += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
-                pos = match.end()
-            if pos != len(raw) or not raw:
-                raise ValueError(f"not a duration (use seconds or e.g. 1h30m): {text!r}") from None
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise ValueError(f"duration must be positive: {text!r}")
-    if seconds > 366 * 86400:
-        raise ValueError(f"duration longer than a year: {text!r}")
-    return timedelta(seconds=seconds)

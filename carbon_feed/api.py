@@ -14,8 +14,8 @@ import orjson
 from aiohttp import web
 from prometheus_client.aiohttp import make_aiohttp_handler
 
-from carbon_common.timeutil import format_rfc3339, parse_rfc3339
-from carbon_common.windows import Point, Window, best_windows, parse_duration
+from carbon_common.timeutil import format_rfc3339, parse_duration, parse_rfc3339
+from carbon_common.windows import Point, Window, best_windows
 from carbon_feed.model import Reading
 from carbon_feed.service import FeedService, ZoneView, readiness, reading_age
 

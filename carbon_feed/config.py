@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from carbon_common.windows import parse_duration
+from carbon_common.timeutil import parse_duration
 
 ENV_PREFIX = "CARBON_FEED_"
 KINDS = frozenset({"electricitymaps", "watttime", "ukgrid", "carbonaware_sdk", "static", "replay"})

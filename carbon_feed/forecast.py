@@ -35,6 +35,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from carbon_common.timeutil import floor_hour
+
 TAU_HOURS = 24.0
 WEEK_WEIGHT = 0.2
 PROFILE_DAYS = 21
@@ -65,12 +67,6 @@ class ForecastValue:
     start: datetime
     end: datetime
     intensity: float
-
-
-def floor_hour(moment: datetime) -> datetime:
-    if not (moment.minute or moment.second or moment.microsecond):
-        return moment  # most providers are hourly: skip replace(), the baseline's hottest call
-    return moment.replace(minute=0, second=0, microsecond=0)
 
 
 def hourly(observations: Iterable[tuple[datetime, float]]) -> dict[datetime, float]:

@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from carbon_common.timeutil import parse_rfc3339, utcnow
+from carbon_common.timeutil import floor_hour, parse_rfc3339, utcnow
 from carbon_feed.model import FetchResult, Reading
 from carbon_feed.traces import embedded_trace_path, load_trace
 
@@ -117,17 +117,13 @@ def parse_options(options: Mapping[str, Any]) -> ReplayOptions:
     )
 
 
-def _floor_hour(moment: datetime) -> datetime:
-    return moment.replace(minute=0, second=0, microsecond=0)
-
-
 class ReplayProvider:
     """Kind "replay": plays a trace CSV against the clock. Implements carbon_feed.model.Provider."""
 
     def __init__(self, name: str, options: Mapping[str, Any], *, now: datetime | None = None) -> None:
         self.name = name
         self.options = parse_options(options)
-        self._created = _floor_hour(now or utcnow())
+        self._created = floor_hour(now or utcnow())
         self._trace: dict[str, list[tuple[datetime, float]]] | None = None
         self._lock = asyncio.Lock()
         self._first = datetime.min.replace(tzinfo=UTC)
@@ -165,7 +161,7 @@ class ReplayProvider:
             except ValueError:  # 29 February in a year without it
                 candidate = moment.replace(year=candidate_year, day=28)
             if self._first <= candidate < self._first + self._span:
-                return _floor_hour(candidate)
+                return floor_hour(candidate)
         return self._first
 
     async def preflight(self) -> None:
@@ -221,7 +217,7 @@ class ReplayProvider:
         now_trace = self.trace_time(now)
         if now_trace is None:
             return FetchResult(rejected=("replay trace has ended (loop is off)",))
-        hour = _floor_hour(now_trace)
+        hour = floor_hour(now_trace)
         period = max(1, round(3600 / self.options.speed))
         wanted = [z for z in zones if z in self._trace] if zones else sorted(self._trace)
         rejected = [f"zone {z!r} is not in the replay trace" for z in zones if z not in self._trace]

@@ -9,12 +9,11 @@ strand a workload.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from carbon_common.timeutil import format_rfc3339, parse_rfc3339
+from carbon_common.timeutil import format_rfc3339, parse_duration, parse_rfc3339
 
 PREFIX = "carbon-aware.io/"
 GATE = "carbon-aware.io/green-window"
@@ -26,49 +25,9 @@ MAX_DELAY = "max-delay"
 EARLIEST_START = "earliest-start"
 PLAN = "plan"
 
-# Go's time.ParseDuration units; "µs" and "us" are both accepted upstream.
-_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
-# A year: longer than any sensible deferral, short enough that datetime arithmetic cannot overflow.
-_MAX_SECONDS = 366 * 86400.0
-
 
 class InvalidDeferral(ValueError):
     """The pod's deferral annotations are malformed or cannot be satisfied."""
-
-
-def parse_duration(text: str) -> timedelta:
-    """Seconds (``"5400"``, ``"5400.5"``) or a Go duration (``"1h30m"``, ``"90m"``, ``"1.5h"``).
-
-    Zero and negative durations are rejected: a run time of zero is a mistake, not a request.
-    """
-    value = text.strip()
-    if not value:
-        raise ValueError("empty duration")
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = _parse_go_duration(value)
-    else:
-        if value.lower() in {"nan", "inf", "+inf", "-inf", "infinity"}:
-            raise ValueError(f"not a duration: {text!r}")
-    if not seconds > 0:
-        raise ValueError(f"duration must be positive: {text!r}")
-    if seconds > _MAX_SECONDS:
-        raise ValueError(f"duration longer than a year: {text!r}")
-    return timedelta(seconds=seconds)
-
-
-def _parse_go_duration(value: str) -> float:
-    position = 0
-    total = 0.0
-    while position < len(value):
-        match = _PART.match(value, position)
-        if match is None:
-            raise ValueError(f"not a duration (use seconds or e.g. 1h30m): {value!r}")
-        total += float(match.group(1)) * _UNITS[match.group(2)]
-        position = match.end()
-    return total
 
 
 def format_duration(span: timedelta) -> str:

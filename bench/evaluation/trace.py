@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from carbon_common.timeutil import format_rfc3339, parse_rfc3339
+from carbon_common.timeutil import floor_hour, format_rfc3339, parse_rfc3339
 
 HOUR = timedelta(hours=1)
 # Gaps up to a day are interpolated linearly (ENTSO-E 2019 has 6 h gaps in ES and FR and a 24 h one in
@@ -77,10 +77,6 @@ class Trace:
             raise TraceError(f"zones not in the trace: {missing}; it has {list(self.zones)}")
         rows = [self.zones.index(z) for z in zones]
         return Trace(self.start, tuple(zones), self.values[rows].copy(), self.source, self.filled_hours)
-
-
-def _floor_hour(moment: datetime) -> datetime:
-    return moment.replace(minute=0, second=0, microsecond=0)
 
 
 def _parse_time(text: str, naive_is_utc: bool, where: str) -> datetime:
@@ -150,7 +146,7 @@ def read_points(path: Path, basis: Basis = "lca") -> dict[str, dict[datetime, li
             if not zone:
                 raise TraceError(f"{where}: empty zone")
             moment = _parse_time(row[t_col], naive_utc, where)
-            points[zone][_floor_hour(moment)].append(_parse_intensity(row[i_col], where))
+            points[zone][floor_hour(moment)].append(_parse_intensity(row[i_col], where))
     if not points:
         raise TraceError(f"{path}: no data rows")
     return points

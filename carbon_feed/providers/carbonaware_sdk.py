@@ -35,9 +35,12 @@ KIND: Final = "carbonaware_sdk"
 _TIMESPAN = re.compile(r"(?:(\d+)\.)?(\d{1,2}):(\d{2}):(\d{2})(?:\.\d+)?")
 
 
-def parse_duration(value: Any) -> int:
+def sdk_duration_seconds(value: Any) -> int:
     """Seconds from the SDK's durations: a .NET TimeSpan ("00:05:00", "1.00:00:00") in emissions data,
-    whole minutes (int) in forecast data."""
+    whole minutes (int) in forecast data.
+
+    A wire format of this provider, not carbon_common.timeutil.parse_duration's grammar (where a
+    number means seconds): the two must not be merged."""
     if isinstance(value, int) and not isinstance(value, bool):
         seconds = value * 60
     elif isinstance(value, str) and (match := _TIMESPAN.fullmatch(value.strip())):
@@ -137,7 +140,7 @@ class CarbonAwareSdkProvider:
                 continue
             seen.add(zone)
             try:
-                period = parse_duration(item.get("duration"))
+                period = sdk_duration_seconds(item.get("duration"))
             except InvalidValue as exc:
                 collector.reject(f"{zone}: {exc}", zone=zone)
                 continue
@@ -175,7 +178,7 @@ class CarbonAwareSdkProvider:
                     collector.reject(f"{zone}: forecast point is not an object: {point!r:.80}", zone=zone)
                     continue
                 try:
-                    period = parse_duration(point.get("duration"))
+                    period = sdk_duration_seconds(point.get("duration"))
                 except InvalidValue as exc:
                     collector.reject(f"{zone}: {exc}", zone=zone)
                     continue

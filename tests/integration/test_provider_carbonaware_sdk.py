@@ -10,7 +10,7 @@ import pytest
 
 from carbon_feed.http import AuthError, MalformedError, RateLimitedError, UnavailableError
 from carbon_feed.providers import ConfigError, Runtime, build_provider
-from carbon_feed.providers.carbonaware_sdk import parse_duration
+from carbon_feed.providers.carbonaware_sdk import sdk_duration_seconds
 from carbon_feed.validate import InvalidValue
 from tests.fakes.clock import FakeClock
 from tests.fakes.provider_emulators import NOW, CarbonAwareSdkEmulator, Fault
@@ -124,14 +124,14 @@ async def test_bad_ratings_are_rejected(env: Env, value: Any) -> None:
 @pytest.mark.parametrize(
     ("value", "seconds"), [("00:05:00", 300), ("01:00:00", 3600), ("1.00:00:00", 86400), (5, 300), (60, 3600)]
 )
-def test_parse_duration(value: Any, seconds: int) -> None:
-    assert parse_duration(value) == seconds
+def test_sdk_durations(value: Any, seconds: int) -> None:
+    assert sdk_duration_seconds(value) == seconds
 
 
 @pytest.mark.parametrize("value", ["PT5M", "00:00:00", 0, None, True])
-def test_parse_duration_refuses(value: Any) -> None:
+def test_sdk_durations_refused(value: Any) -> None:
     with pytest.raises(InvalidValue):
-        parse_duration(value)
+        sdk_duration_seconds(value)
 
 
 def test_base_url_is_required(env: Env) -> None:

@@ -9,7 +9,6 @@ import pytest
 from deferral.annotations import (
     DeferralSpec,
     InvalidDeferral,
-    parse_duration,
     parse_spec,
     wants_deferral,
 )
@@ -34,20 +33,6 @@ def spec(earliest: datetime | None = None) -> DeferralSpec:
     if earliest is not None:
         notes[P + "earliest-start"] = earliest.isoformat()
     return parse_spec(notes, created=T0)
-
-
-@pytest.mark.parametrize(
-    ("text", "seconds"),
-    [("90", 90), ("1.5", 1.5), ("1h30m", 5400), ("90m", 5400), ("1.5h", 5400), ("2h0m10s", 7210)],
-)
-def test_durations_parse_as_seconds_or_go_style(text: str, seconds: float) -> None:
-    assert parse_duration(text).total_seconds() == seconds
-
-
-@pytest.mark.parametrize("text", ["", "0", "-5", "1d", "h", "nan", "inf", "1h30", "5 m", "9999h"])
-def test_bad_durations_are_rejected(text: str) -> None:
-    with pytest.raises(ValueError, match=r"duration|year"):
-        parse_duration(text)
 
 
 def test_opt_in_needs_duration_and_a_limit() -> None:

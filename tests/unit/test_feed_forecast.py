@@ -7,13 +7,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from carbon_common.timeutil import floor_hour
 from carbon_feed.forecast import (
     HISTORY_DAYS,
     PROFILE_DAYS,
     TAU_HOURS,
     WEEK_WEIGHT,
     baseline_forecast,
-    floor_hour,
     hourly,
     lead_bucket,
     mape_by_bucket,

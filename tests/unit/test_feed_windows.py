@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from carbon_common.windows import Point, best_windows, parse_duration, rolling_windows, weighted_average
+from carbon_common.windows import Point, best_windows, rolling_windows, weighted_average
 
 T0 = datetime(2026, 11, 22, 0, 0, tzinfo=UTC)
 H = timedelta(hours=1)
@@ -74,17 +74,3 @@ def test_no_coverage_gives_no_window() -> None:
 def test_bad_arguments_raise(duration: timedelta, deadline: datetime, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         best_windows(hourly([1]), duration, T0, deadline)
-
-
-@pytest.mark.parametrize(
-    ("text", "seconds"),
-    [("90", 90), (90, 90), ("1h30m", 5400), ("1.5h", 5400), ("45m", 2700), ("10s", 10), ("1h0m30s", 3630)],
-)
-def test_parse_duration(text: str | int, seconds: float) -> None:
-    assert parse_duration(text).total_seconds() == seconds
-
-
-@pytest.mark.parametrize("text", ["", "h", "1x", "-5", "0", "1h-3m", "abc", "1h 30m", "nan", "inf"])
-def test_parse_duration_refuses(text: str) -> None:
-    with pytest.raises(ValueError, match=r"duration|not a duration"):
-        parse_duration(text)
