@@ -8,12 +8,12 @@ CACHE ?= $(HOME)/.cache/carbon-aware-scheduler
 export CARBON_E2E_CACHE ?= $(CACHE)/controlplane
 export CARBON_TOOLS_BIN ?= $(CACHE)/tools/bin
 
-.PHONY: demo test lint unit e2e tools controlplane bench bench-smoke venv clean
+.PHONY: demo test lint unit e2e tools controlplane kindcheck bench bench-smoke venv clean
 
 demo: venv
 	$(PY) -m extender.demo
 
-test: venv tools controlplane lint
+test: venv tools controlplane kindcheck lint
 	$(PY) -m pytest
 
 lint: venv
@@ -32,6 +32,10 @@ tools:
 
 controlplane:
 	hack/build-controlplane.sh >/dev/null
+
+# kind's own kubeadm-config rendering and kubeadm, for validating the kind guide (tests/deploy).
+kindcheck:
+	hack/build-kindcheck.sh >/dev/null
 
 bench: venv
 	$(PY) -m bench
