@@ -54,7 +54,7 @@ async def load_api_client(kubeconfig: Path | None, *, connections: int | None = 
         cfg.connection_pool_maxsize = connections
     try:
         if kubeconfig is None and in_cluster():
-            # Synchronous in kubernetes-asyncio, unlike load_kube_config (REFERENCE §5).
+            # Synchronous in kubernetes-asyncio, unlike load_kube_config.
             config.load_incluster_config(  # type: ignore[no-untyped-call]
                 client_configuration=cfg,
                 token_filename=str(_SA_DIR / "token"),

@@ -1,8 +1,9 @@
 """The snapshot: the one contract between carbon_feed (writer) and the extender (reader).
 
-Schema (DESIGN.md): ``{"schemaVersion": 1, "generatedAt": RFC3339, "zones": {zone: {"intensity",
-"unit", "observedAt", "periodSeconds", "source", "estimated", "signal", "forecast": [{"start", "end",
-"intensity"}]}}}``. Intensity is always gCO2eq/kWh. A zone with no fresh reading is absent, never guessed.
+Schema (also in docs/feed.md): ``{"schemaVersion": 1, "generatedAt": RFC3339, "zones": {zone:
+{"intensity", "unit", "observedAt", "periodSeconds", "source", "estimated", "signal", "forecast":
+[{"start", "end", "intensity"}]}}}``. Intensity is always gCO2eq/kWh. A zone with no fresh reading is
+absent, never guessed.
 
 Freshness is defined here once (`reading_age`, `is_fresh`): a reading describes the period
 ``[observedAt, observedAt + periodSeconds)`` and its age is measured from the end of that period.

@@ -5,10 +5,10 @@ snapshot file show is always what survived a commit: after a crash or restart th
 first, from the store alone, and the snapshot is written before any provider is contacted.
 
 Zone policy (one reading per zone in the snapshot): the freshest *average* reading wins, a marginal one
-only when no provider gives an average for the zone (the two are not comparable, see REFERENCE.md §7);
-index signals (percentiles) never enter the snapshot. A zone whose newest reading ended more than
-`stale_after_seconds` ago is left out of the snapshot rather than guessed; the API still shows it,
-marked stale, with its age.
+only when no provider gives an average for the zone (the two are not comparable: a grid mean against the
+marginal plant's emissions); index signals (percentiles) never enter the snapshot. A zone whose newest
+reading ended more than `stale_after_seconds` ago is left out of the snapshot rather than guessed; the
+API still shows it, marked stale, with its age.
 """
 
 from __future__ import annotations
@@ -166,7 +166,7 @@ def zone_reading(reading: Reading, forecast: tuple[ForecastPoint, ...] = ()) -> 
 
 
 def reading_age(reading: Reading, now: datetime) -> float:
-    """Seconds since the end of the reading's period: the contract's one definition (DESIGN.md)."""
+    """Seconds since the end of the reading's period: the contract's one definition (snapshot.py)."""
     return contract.reading_age(zone_reading(reading), now)
 
 

@@ -14,7 +14,7 @@ Semantics (docs/kubernetes.md has the long form):
   every later update. So the binder validates them first (`check_annotations`) and drops invalid
   ones; if an API server does refuse them (400/422), the bind is retried without them. Annotating is
   never a reason to fail a bind.
-- kubernetes-asyncio cannot deserialize the Status the API server answers to a Binding (REFERENCE §5),
+- kubernetes-asyncio cannot deserialize the Status the API server answers to a Binding,
   so every call reads the raw answer and checks the status itself.
 - The Binding POST (once per scheduled pod, the hot path) skips kubernetes-asyncio's generic request
   machinery and goes straight to aiohttp, on the ApiClient's own connection pool, TLS and credentials

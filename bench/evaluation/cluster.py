@@ -6,7 +6,7 @@ What it models, and why:
   1: NodeResourcesFit (LeastAllocated: mean free fraction of CPU and memory after placing, x100) and
   NodeResourcesBalancedAllocation ((1 - std of the two fractions) x100). The other default plugins score
   every node of a homogeneous cluster alike, so they cannot change a decision and are left out.
-- An extender's score s in 0..10 is added as ``s * weight * 10`` (REFERENCE §2); the highest total wins
+- An extender's score s in 0..10 is added as ``s * weight * 10`` (docs/evaluation.md); the highest total wins
   and ties are broken at random, as kube-scheduler does (seeded here).
 - A pod that fits nowhere waits in a FIFO queue and is retried whenever capacity frees up.
 - Deferred pods hold no capacity while they wait (they are gated), then go through the same scheduler.

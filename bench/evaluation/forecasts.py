@@ -65,7 +65,7 @@ class FeedBaseline:
 class NoisyTruth:
     """The replay provider's forecast model: the actual future with seeded multiplicative Gaussian error
     growing with lead time, sigma = noise * sqrt(lead hours / 24) (``carbon_feed.replay``). It stands
-    for a good provider forecast of known quality (REFERENCE §9: "Let's Wait Awhile" assumed 5 %)."""
+    for a good provider forecast of known quality ("Let's Wait Awhile", Wiesner et al. 2021, assumed 5 %)."""
 
     def __init__(self, trace_values: FloatArray, trace_start: datetime, noise: float, seed: int = 0) -> None:
         if noise < 0:

@@ -1,7 +1,7 @@
 """Temporal shifting alone: how much a deferrable job saves by waiting, per zone, vs perfect knowledge.
 
-This is the setting of the published bound (REFERENCE §9: a 1-hour job with 24 h slack saves ~17.5%
-on average with perfect knowledge). For every sampled arrival hour `a` of every zone:
+This is the setting of the published bound (docs/evaluation.md: a 1-hour job with 24 h slack saves
+~17.5% on average with perfect knowledge). For every sampled arrival hour `a` of every zone:
 
 - run now: the job's mean intensity over [a, a + duration);
 - ours: what the product's green-window controller (deferral/controller.py) does with the pod, driven

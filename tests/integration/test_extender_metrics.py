@@ -1,4 +1,4 @@
-"""/metrics passes `promtool check metrics` after traffic on every verb (REFERENCE §6)."""
+"""/metrics passes `promtool check metrics` after traffic on every verb."""
 
 from __future__ import annotations
 

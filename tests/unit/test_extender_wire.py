@@ -1,4 +1,5 @@
-"""Wire contract of extender protocol v1, pinned against the upstream bytes (REFERENCE §1)."""
+"""Wire contract of extender protocol v1, pinned against the upstream bytes (kube-scheduler's
+extender/v1 types_test.go)."""
 
 from __future__ import annotations
 

@@ -134,8 +134,8 @@ def test_period_seconds_parsed_missing_is_zero_and_round_trips() -> None:
 
 
 def test_age_is_measured_from_the_end_of_the_period() -> None:
-    # DESIGN.md: age = now - (observedAt + periodSeconds). A day-long static reading observed 25 h ago
-    # is one hour old, not 25.
+    # The contract (carbon_common.snapshot): age = now - (observedAt + periodSeconds). A day-long
+    # static reading observed 25 h ago is one hour old, not 25.
     day = ZoneReading("X", 100.0, T, "static", period_seconds=86400.0)
     now = T + timedelta(hours=25)
     assert reading_age(day, now) == 3600.0
