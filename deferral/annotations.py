@@ -67,12 +67,6 @@ class DeferralSpec:
         `margin` to spare; never before the earliest start (a tight span then starts at once)."""
         return max(self.earliest_start, self.deadline - self.duration - self.margin)
 
-    def describe(self) -> str:
-        return (
-            f"run {format_duration(self.duration)} between {format_rfc3339(self.earliest_start)} "
-            f"and {format_rfc3339(self.deadline)}"
-        )
-
 
 def parse_spec(
     annotations: Mapping[str, str] | None,

@@ -591,7 +591,3 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
                 await service.stop()
             except Exception:
                 log.exception("service stop failed", extra={"service": type(service).__name__})
-
-
-def settings_of(app: web.Application) -> ExtenderSettings:
-    return app[STATE].settings

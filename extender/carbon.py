@@ -23,7 +23,6 @@ from carbon_common.snapshot import (
     ZoneReading,
     is_fresh,
     parse_snapshot,
-    reading_age,
 )
 from carbon_common.tasks import cancel_and_wait
 from carbon_common.timeutil import utcnow
@@ -36,17 +35,6 @@ class CarbonView:
     snapshot: Snapshot
     loaded_at: datetime
     source: str = ""
-
-    def reading(self, zone: str) -> ZoneReading | None:
-        return self.snapshot.zones.get(zone)
-
-    def age(self, zone: str, now: datetime) -> float | None:
-        """Seconds since the end of the zone's reading period (carbon_common.snapshot.reading_age);
-        None if the zone is absent."""
-        reading = self.snapshot.zones.get(zone)
-        if reading is None:
-            return None
-        return reading_age(reading, now)
 
     def fresh(self, zone: str, now: datetime, max_age: float) -> ZoneReading | None:
         """The zone's reading if it is at most `max_age` seconds old, else None."""

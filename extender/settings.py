@@ -10,7 +10,7 @@ import ast
 import inspect
 import itertools
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Literal
@@ -171,7 +171,3 @@ def validate(settings: ExtenderSettings) -> list[str]:
     if not s.zone_label or not s.annotation_prefix:
         problems.append("--zone-label and --annotation-prefix must not be empty")
     return problems
-
-
-def field_names() -> list[str]:
-    return [f.name for f in fields(ExtenderSettings)]

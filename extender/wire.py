@@ -121,19 +121,10 @@ class ExtenderArgs:
     nodes: dict[str, Any] | None
 
     @property
-    def cache_capable(self) -> bool:
-        return self.node_names is not None
-
-    @property
     def items(self) -> list[dict[str, Any]]:
         """The Node objects of full-Nodes mode (validated by parse_extender_args)."""
         items: list[dict[str, Any]] = (self.nodes or {}).get("items") or []
         return items
-
-    def names(self) -> list[str]:
-        if self.node_names is not None:
-            return self.node_names
-        return [item["metadata"]["name"] for item in self.items]
 
 
 def check_node_names(args: ExtenderArgs) -> None:
@@ -206,11 +197,6 @@ def parse_extender_args(body: bytes, *, check_names: bool = True) -> ExtenderArg
     if nodes is not None:
         return ExtenderArgs(pod, None, _node_list(nodes))
     raise WireError("Nodes and NodeNames are both null; exactly one must be set")
-
-
-def node_labels(item: Mapping[str, Any]) -> Mapping[str, str]:
-    labels: Mapping[str, str] | None = item["metadata"].get("labels")
-    return labels if labels is not None else _EMPTY
 
 
 def filter_result(

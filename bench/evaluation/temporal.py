@@ -176,14 +176,6 @@ def release_hour(
     return arrival + int((released - arrived) / HOUR)
 
 
-def plan_with_product(
-    trace: Trace, zone_row: int, arrival: int, duration_h: int, slack_h: int, forecaster: Forecaster
-) -> int:
-    """Start hour of one job under re-planning (a convenience over `release_hour` for single jobs)."""
-    issues = ForecastIssues(trace, zone_row, slack_h + duration_h, forecaster)
-    return release_hour(issues, arrival, duration_h, slack_h)
-
-
 def zone_outcomes(
     trace: Trace,
     zone_row: int,

@@ -53,8 +53,7 @@ def test_preemption_result_bytes_match_upstream() -> None:
 def test_node_names_mode_with_null_nodes() -> None:
     body = orjson.dumps({"Pod": _pod(), "Nodes": None, "NodeNames": ["a", "b"]})
     args = wire.parse_extender_args(body)
-    assert args.cache_capable
-    assert args.names() == ["a", "b"]
+    assert (args.node_names, args.nodes) == (["a", "b"], None)
     assert args.pod.uid == "uid-1"
     assert args.pod.namespace == "default"
 
@@ -62,19 +61,19 @@ def test_node_names_mode_with_null_nodes() -> None:
 def test_full_nodes_mode_with_null_names() -> None:
     nodes = {"kind": "NodeList", "apiVersion": "v1", "items": [_node("a"), _node("b")]}
     args = wire.parse_extender_args(orjson.dumps({"Pod": _pod(), "Nodes": nodes, "NodeNames": None}))
-    assert not args.cache_capable
-    assert args.names() == ["a", "b"]
+    assert args.node_names is None
+    assert [item["metadata"]["name"] for item in args.items] == ["a", "b"]
 
 
 @pytest.mark.parametrize("keys", [("pod", "nodenames"), ("POD", "NODENAMES"), ("pOd", "nodeNames")])
 def test_keys_are_case_insensitive(keys: tuple[str, str]) -> None:
     args = wire.parse_extender_args(orjson.dumps({keys[0]: _pod(), keys[1]: ["x"]}))
-    assert args.names() == ["x"]
+    assert args.node_names == ["x"]
 
 
 def test_unknown_keys_are_ignored_like_go() -> None:
     args = wire.parse_extender_args(orjson.dumps({"Pod": _pod(), "NodeNames": ["x"], "Extra": 1}))
-    assert args.names() == ["x"]
+    assert args.node_names == ["x"]
 
 
 @pytest.mark.parametrize(
@@ -122,7 +121,7 @@ def test_malformed_args_name_the_field(body: bytes, field: str) -> None:
 
 def test_null_items_is_an_empty_node_list() -> None:
     args = wire.parse_extender_args(orjson.dumps({"Pod": _pod(), "Nodes": {"items": None}}))
-    assert args.names() == []
+    assert (args.node_names, args.items) == (None, [])
 
 
 # --- filter results -----------------------------------------------------------------------------
