@@ -120,25 +120,34 @@ def _free_port() -> int:
         return port
 
 
-def _serve_and_probe(argv: list[str], cwd: Path) -> None:
-    """Start a server, wait up to 30 s for 200 on /healthz, stop it by PID."""
+def _serve_and_probe(
+    argv: list[str], cwd: Path, *, path: str = "/healthz", env: dict[str, str] | None = None
+) -> bytes:
+    """Start a server, wait up to 30 s for 200 on ``path``, stop it by PID; the 200's body."""
     port = _free_port()
     log = cwd / "server.log"
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [*argv, "--host=127.0.0.1", f"--port={port}"], stdout=out, stderr=subprocess.STDOUT, cwd=cwd
+            [*argv, "--host=127.0.0.1", f"--port={port}"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            env=env,
         )
     try:
         deadline = time.monotonic() + 30
         status = None
+        body = b""
         while time.monotonic() < deadline and proc.poll() is None:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as response:
                     status = response.status
+                    body = response.read()
                     break
             except (urllib.error.URLError, ConnectionError):
                 time.sleep(0.2)
-        assert status == 200, f"exit={proc.poll()} log:\n{log.read_text()}"
+        assert status == 200, f"{path}: exit={proc.poll()} log:\n{log.read_text()}"
+        return body
     finally:
         stop_process(proc)
 
@@ -150,10 +159,20 @@ def test_extender_serves_healthz(clean_venv: Path, tmp_path: Path) -> None:
     _serve_and_probe([str(clean_venv / "bin" / "carbon-extender"), f"--nodes-file={nodes}"], tmp_path)
 
 
-def test_feed_serves_healthz_with_the_charts_default_config(clean_venv: Path, tmp_path: Path) -> None:
-    """The chart's default feed config is empty (the feed's embedded replay): it must work with the
-    runtime dependencies alone, as in the image."""
+def test_feed_serves_zones_with_the_charts_default_config(clean_venv: Path, tmp_path: Path) -> None:
+    """The chart's default feed config is empty (the feed's embedded replay): it must serve real
+    zones with the runtime dependencies alone, as in the image, and with an empty home: a trace
+    cached under ~/.cache by an earlier demo must not be what makes it pass."""
     config = tmp_path / "feed.yaml"
     config.write_text("{}\n")
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {**_pip_env(), "HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache")}
     argv = [str(clean_venv / "bin" / "carbon-feed"), f"--config={config}", f"--db={tmp_path / 'history.db'}"]
-    _serve_and_probe([*argv, f"--snapshot-file={tmp_path / 'snapshot.json'}"], tmp_path)
+    argv.append(f"--snapshot-file={tmp_path / 'snapshot.json'}")
+    # /readyz is 200 only while the feed serves fresh (or restored) data.
+    _serve_and_probe(argv, tmp_path, path="/readyz", env=env)
+    zones = json.loads(_serve_and_probe(argv, tmp_path, path="/v1/zones", env=env))
+    names = {z["zone"] for z in zones["zones"]}
+    assert {"DE", "FR", "PL"} <= names, zones
+    assert not any(home.rglob("*")), "the feed wrote to the home folder"
