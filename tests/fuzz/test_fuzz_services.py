@@ -40,19 +40,8 @@ async def test_surface_survives_a_bounded_fuzz_run(surface: str, tmp_path: Path)
     assert unexpected == []
 
 
-@pytest.mark.parametrize(
-    "surface",
-    [
-        pytest.param(
-            "extender",
-            marks=pytest.mark.xfail(
-                strict=False,
-                reason="issue 12 item 4 (being fixed): a client hanging up mid-body is an ERROR traceback",
-            ),
-        ),
-        "webhook",
-    ],
-)
+# Issue 12 item 4: a client hanging up mid-body was logged as an ERROR traceback.
+@pytest.mark.parametrize("surface", ["extender", "webhook"])
 async def test_a_client_hanging_up_mid_body_is_not_an_error(surface: str, tmp_path: Path) -> None:
     hangups = [c for c in map(GENERATORS[surface], range(2_000)) if c.hangup][:5]
     assert len(hangups) == 5
