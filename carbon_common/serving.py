@@ -15,6 +15,9 @@ handler up to `shutdown_timeout` twice (60 s each by default). This module adds,
 - a shutdown bounded by `shutdown_timeout` (at most twice it: aiohttp waits for handlers, then again
   for them to cancel), well inside the 30 s Kubernetes gives between SIGTERM and SIGKILL.
 - a client that hangs up mid-request raises `ClientAborted`, for callers to count and log quietly.
+- a request aiohttp's HTTP parser refuses before any middleware runs (a request line or a header over
+  8,190 bytes, a malformed request line) gets a small JSON 400 and a WARNING line, instead of a
+  text/plain 400 (also sent to a HEAD) and an ERROR traceback: see `JsonErrorsHandler`.
 """
 
 from __future__ import annotations
@@ -27,8 +30,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
+import orjson
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMethod, HttpProcessingError
 from aiohttp.typedefs import Middleware
+from aiohttp.web_protocol import RequestHandler
 
 log = logging.getLogger("carbon_common.serving")
 
@@ -52,6 +58,49 @@ class ClientAborted(Exception):
     """The client closed the connection before its request body arrived in full."""
 
 
+class JsonErrorsHandler(RequestHandler):
+    """aiohttp's per-connection protocol, answering what never reaches the app in JSON.
+
+    aiohttp's HTTP parser refuses a request line or a header over 8,190 bytes (and malformed lines)
+    itself: `RequestHandler.handle_error` answers a text/plain 400 before any middleware runs and logs
+    it with `logger.exception`, an ERROR traceback for a client's mistake. aiohttp has no option for
+    either, so this subclass overrides that one method: a parser error gets `{error_key: message}`
+    and a WARNING line; anything else (a 500 the app's middlewares let through) stays an ERROR
+    traceback, with a JSON body too. The request line is unparsed, so aiohttp answers it as a GET:
+    for a HEAD (seen by `_GuardedProtocol` in the raw bytes) the answer has no body.
+    """
+
+    __slots__ = ("error_key", "head_request")
+
+    def __init__(self, manager: web.Server, *, error_key: str, **kwargs: Any) -> None:
+        super().__init__(manager, **kwargs)
+        self.error_key = error_key
+        self.head_request = False
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if isinstance(exc, HttpProcessingError) and status < 500:
+            text = (message or exc.message or "bad request")[:300]
+            # Non-HTTP bytes (TLS to a plain port, a port scan) are routine: aiohttp logs them at debug.
+            level = logging.DEBUG if isinstance(exc, BadHttpMethod) else logging.WARNING
+            log.log(level, "refused a malformed HTTP request", extra={"status": status, "error": text})
+        else:
+            self.log_exception("Error handling request from %s", request.remote, exc_info=exc)
+            text = "internal error"
+        if request.writer.output_size > 0:
+            # As aiohttp: part of an answer is out, so the connection is broken.
+            raise ConnectionError("response already started, cannot send the error answer")
+        body = b"" if self.head_request else orjson.dumps({self.error_key: text})
+        response = web.Response(status=status, body=body, content_type="application/json")
+        response.force_close()
+        return response
+
+
 class _GuardedProtocol(asyncio.Protocol):
     """Wraps aiohttp's per-connection protocol (which has __slots__, so it cannot be patched) to run a
     header deadline and to refuse connections over the cap."""
@@ -63,6 +112,7 @@ class _GuardedProtocol(asyncio.Protocol):
         self.timer: asyncio.TimerHandle | None = None
         self.in_request = False
         self.rejected = False
+        self.request_start = True
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
@@ -86,6 +136,10 @@ class _GuardedProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.timer is None and not self.in_request:
             self.arm()  # first byte of the next request on a kept-alive connection
+        if self.request_start:
+            self.request_start = False
+            if isinstance(self.inner, JsonErrorsHandler):
+                self.inner.head_request = data.startswith(b"HEAD ")
         self.inner.data_received(data)
 
     def eof_received(self) -> bool | None:
@@ -129,6 +183,7 @@ class _GuardedProtocol(asyncio.Protocol):
 
     def request_finished(self) -> None:
         self.in_request = False
+        self.request_start = True
 
 
 class ConnectionGuard:
@@ -145,6 +200,7 @@ class ConnectionGuard:
 
 
 _GUARD: web.AppKey[list[ConnectionGuard]] = web.AppKey("carbon_connection_guards")
+_ERROR_KEY: web.AppKey[str] = web.AppKey("carbon_error_key", str)
 
 
 def _connection_of(request: web.Request) -> _GuardedProtocol | None:
@@ -232,27 +288,39 @@ def install(app: web.Application, limits: ServingLimits, *, read_bodies: bool) -
         app.middlewares.append(body_middleware(limits.read_timeout))
 
 
-def make_runner(app: web.Application, limits: ServingLimits, *, read_bodies: bool = True) -> web.AppRunner:
-    """An AppRunner with the limits applied; start listeners with `start_site`."""
-    if _GUARD not in app:
-        install(app, limits, read_bodies=read_bodies)
-    return web.AppRunner(
-        app,
-        access_log=None,
-        handle_signals=False,
-        keepalive_timeout=limits.keepalive_timeout,
-        shutdown_timeout=limits.shutdown_timeout,
+def _handler_options(limits: ServingLimits) -> dict[str, Any]:
+    """The per-connection protocol's options: given to the AppRunner and to the JsonErrorsHandler
+    that GuardedSite builds in its place, so both are the same."""
+    return {
+        "access_log": None,
+        "keepalive_timeout": limits.keepalive_timeout,
         # After an answer given before the body was read (413, 415, 408), aiohttp keeps reading and
         # discarding the body so the client sees the answer: at most read_timeout, like any read
         # (aiohttp's default is 10 s, whatever the client's pace).
-        lingering_time=limits.read_timeout,
+        "lingering_time": limits.read_timeout,
+    }
+
+
+def make_runner(
+    app: web.Application, limits: ServingLimits, *, read_bodies: bool = True, error_key: str = "error"
+) -> web.AppRunner:
+    """An AppRunner with the limits applied; start listeners with `start_site`. `error_key` names the
+    message in the JSON error answers given outside the app (the app's own convention)."""
+    if _GUARD not in app:
+        install(app, limits, read_bodies=read_bodies)
+    app[_ERROR_KEY] = error_key
+    return web.AppRunner(
+        app,
+        handle_signals=False,
+        shutdown_timeout=limits.shutdown_timeout,
+        **_handler_options(limits),
     )
 
 
 class GuardedSite(web.BaseSite):
     """A TCP listener whose connections go through a ConnectionGuard."""
 
-    __slots__ = ("_guard", "_host", "_port")
+    __slots__ = ("_error_key", "_guard", "_host", "_port")
 
     def __init__(
         self,
@@ -266,6 +334,7 @@ class GuardedSite(web.BaseSite):
         self._host, self._port = host, port
         self._guard = ConnectionGuard(limits)
         runner.app[_GUARD].append(self._guard)
+        self._error_key = runner.app.get(_ERROR_KEY, "error")
 
     @property
     def guard(self) -> ConnectionGuard:
@@ -289,8 +358,15 @@ class GuardedSite(web.BaseSite):
         server = self._runner.server
         assert server is not None
         loop = asyncio.get_running_loop()
+        limits = self._guard.limits
+        error_key = self._error_key
+        options = _handler_options(limits)
+
+        def handler() -> asyncio.Protocol:
+            return JsonErrorsHandler(server, loop=loop, error_key=error_key, **options)
+
         self._server = await loop.create_server(
-            self._guard.factory(server),
+            self._guard.factory(handler),
             self._host,
             self._port,
             ssl=self._ssl_context,
@@ -357,6 +433,7 @@ __all__ = [
     "ClientAborted",
     "ConnectionGuard",
     "GuardedSite",
+    "JsonErrorsHandler",
     "ServingLimits",
     "body_middleware",
     "install",

@@ -167,8 +167,9 @@ async def serve(settings: ExtenderSettings, stop: asyncio.Event | None = None) -
 
     app = create_app(settings, nodes, carbon, binder, services=services, resolver=resolver, metrics=metrics)
     limits = ServingLimits(read_timeout=settings.read_timeout, max_connections=settings.max_connections)
-    # The verbs read their bodies themselves (read_body), to count a client that hangs up as "aborted".
-    runner = make_runner(app, limits, read_bodies=False)
+    # The verbs read their bodies themselves (read_body), to count a client that hangs up as "aborted";
+    # "Error" is the extender protocol's error field, also in the answers aiohttp's parser gives.
+    runner = make_runner(app, limits, read_bodies=False, error_key="Error")
     ops_runner: web.AppRunner | None = None
     await runner.setup()
     try:
