@@ -63,7 +63,8 @@ def parse_duration(text: str | int | float) -> timedelta:
     ``"90m"``, ``"1.5h"``, ``"250ms"``; units ns, us, µs, ms, s, m, h; no spaces, no sign).
 
     Raises ValueError naming the text. Zero and negative durations are refused (a run time or an
-    interval of zero is a mistake, not a request), and so are NaN, infinities and more than a year.
+    interval of zero is a mistake, not a request), and so are NaN, infinities, more than a year and
+    less than a microsecond (timedelta's resolution: such a duration would become zero).
     """
     if isinstance(text, bool):
         raise ValueError(f"not a duration: {text!r}")
@@ -83,7 +84,11 @@ def parse_duration(text: str | int | float) -> timedelta:
         raise ValueError(f"duration must be positive: {text!r}")
     if seconds > _MAX_DURATION_SECONDS:
         raise ValueError(f"duration longer than a year: {text!r}")
-    return timedelta(seconds=seconds)
+    duration = timedelta(seconds=seconds)
+    if not duration:
+        # "1ns" or 1e-7 passed the checks above but rounds to zero: callers rely on a positive result.
+        raise ValueError(f"duration shorter than a microsecond: {text!r}")
+    return duration
 
 
 def _go_duration_seconds(value: str) -> float:

@@ -144,6 +144,8 @@ async def test_best_without_coverage_says_why(feed: Feed) -> None:
         ({}, "duration: required"),
         ({"duration": "soon"}, "duration: not a duration"),
         ({"duration": "-1h"}, "duration"),
+        # docs/fuzz.md finding 2: positive, but zero once a timedelta (was a 500).
+        ({"duration": "0.0000001"}, "duration: duration shorter than a microsecond"),
         ({"duration": "1h", "start": "tomorrow"}, "start: not an RFC 3339"),
         ({"duration": "1h", "deadline": "2026-11-22T09:00:00Z"}, "deadline: must be after start"),
         ({"duration": "1h", "deadline": "2026-12-30T00:00:00Z"}, "deadline: more than 14 days"),

@@ -60,6 +60,7 @@ def test_round_trip() -> None:
         ("1500us", 0.0015),
         ("1500µs", 0.0015),
         ("1500000000ns", 1.5),
+        ("1us", 0.000001),
         (".5h", 1800),
         ("1.h", 3600),
     ],
@@ -90,6 +91,10 @@ def test_durations_parse_as_seconds_or_go_style(text: str | int | float, seconds
         (0, "must be positive"),
         ("-5", "must be positive"),
         ("0s", "must be positive"),
+        # docs/fuzz.md finding 2: positive, but timedelta rounds these to zero.
+        ("0.0000001", "shorter than a microsecond"),
+        ("1ns", "shorter than a microsecond"),
+        (4e-7, "shorter than a microsecond"),
         ("9999h", "longer than a year"),
         (367 * 86400, "longer than a year"),
     ],
