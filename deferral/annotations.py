@@ -92,11 +92,23 @@ def parse_spec(
     return spec
 
 
+def _annotation(notes: Mapping[str, object], prefix: str, key: str) -> str | None:
+    """The annotation's value, None when absent. Kubernetes annotations are strings; a direct caller
+    of the webhook can send a JSON list, object, number or null instead: as malformed as a typo."""
+    if prefix + key not in notes:
+        return None
+    value = notes[prefix + key]
+    if not isinstance(value, str):
+        kind = "null" if value is None else type(value).__name__
+        raise InvalidDeferral(f"{prefix}{key}: an annotation value must be a string, got {kind}")
+    return value
+
+
 def _parse_spec(
     annotations: Mapping[str, str] | None, created: datetime, prefix: str, margin: timedelta
 ) -> DeferralSpec:
-    notes = annotations or {}
-    raw_duration = notes.get(prefix + DURATION)
+    notes: Mapping[str, object] = annotations or {}
+    raw_duration = _annotation(notes, prefix, DURATION)
     if raw_duration is None:
         raise InvalidDeferral(f"missing annotation {prefix}{DURATION} (expected run time, e.g. 1h30m)")
     try:
@@ -105,15 +117,15 @@ def _parse_spec(
         raise InvalidDeferral(f"{prefix}{DURATION}: {error}") from None
 
     earliest = created
-    raw_earliest = notes.get(prefix + EARLIEST_START)
+    raw_earliest = _annotation(notes, prefix, EARLIEST_START)
     if raw_earliest is not None:
         try:
             earliest = max(created, parse_rfc3339(raw_earliest))
         except ValueError as error:
             raise InvalidDeferral(f"{prefix}{EARLIEST_START}: {error}") from None
 
-    raw_deadline = notes.get(prefix + DEADLINE)
-    raw_delay = notes.get(prefix + MAX_DELAY)
+    raw_deadline = _annotation(notes, prefix, DEADLINE)
+    raw_delay = _annotation(notes, prefix, MAX_DELAY)
     if raw_deadline is not None and raw_delay is not None:
         # Two limits that may disagree: refuse to guess which one the user meant.
         raise InvalidDeferral(f"set either {prefix}{DEADLINE} or {prefix}{MAX_DELAY}, not both")

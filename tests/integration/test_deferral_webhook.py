@@ -267,3 +267,15 @@ async def test_a_client_hanging_up_mid_body_is_counted_not_an_error(caplog: pyte
         assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
     finally:
         await runner.cleanup()
+
+
+# docs/fuzz.md finding 4: a list or object value was an ERROR traceback and an ungated pod.
+@pytest.mark.parametrize("value", [["1h"], {"hours": 1}, 5400])
+async def test_a_non_string_annotation_is_gated_with_a_warning_and_no_error(
+    client: TestClient[Any, Any], caplog: pytest.LogCaptureFixture, value: object
+) -> None:
+    response = await post(client, review(pod({**OPTED_IN, "carbon-aware.io/duration": value})))  # type: ignore[dict-item]
+    assert response["uid"] == UID
+    assert response["patchType"] == "JSONPatch"
+    assert any("duration: an annotation value must be a string" in w for w in response["warnings"])
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []

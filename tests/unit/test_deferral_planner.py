@@ -176,3 +176,12 @@ def test_best_windows_time_weighted_rolling_average_with_ties() -> None:
 def test_best_windows_skips_spans_without_data() -> None:
     points = [Point("DE", T0, T0 + H, 10.0)]
     assert best_windows(points, 2 * H, T0, T0 + 5 * H) == []
+
+
+# docs/fuzz.md finding 4: a list or an object (not a string) raised AttributeError, not InvalidDeferral.
+@pytest.mark.parametrize("key", ["duration", "max-delay", "deadline", "earliest-start"])
+@pytest.mark.parametrize("value", [["1h"], {"h": 1}, 3600, None, True])
+def test_an_annotation_value_that_is_not_a_string_is_invalid(key: str, value: object) -> None:
+    notes: dict[str, object] = {P + "duration": "1h", P + "max-delay": "6h", P + key: value}
+    with pytest.raises(InvalidDeferral, match=f"{P}{key}: an annotation value must be a string"):
+        parse_spec(notes, created=T0)  # type: ignore[arg-type]  # what a direct caller can send
