@@ -313,34 +313,39 @@ async def filter_handler(request: web.Request) -> web.Response:
         body = await _read(request, state)
         try:
             args, entry = _parse(state, body)
+            out = _filter(state, args, entry)
         except wire.WireError as exc:
             timer.outcome = "bad_request"
             return _json(wire.filter_error(str(exc)), 400)
-        policy = _policy(state, args)
-        if policy.opt_out or policy.max_intensity is None:
-            # Nothing can fail: answer the request's own nodes without looking at a single one.
-            timer.outcome = "ok"
-            return _json(wire.filter_result(args, None, {}, {}))
-        names, zones, counts, entry = _zones(state, args, entry)
-        ev = _evaluate(state, policy, counts, entry)
-        _log_decision("filter", args, ev, len(names))
-        failing = {z: d for z, d in ev.zones.items() if not d.passed}
         timer.outcome = "ok"
-        if not failing:
-            return _json(wire.filter_result(args, None, {}, {}))
-        for zone, decision in failing.items():
-            reason = "over_cap" if decision.status == "fresh" else "unknown_denied"
-            state.metrics.child(state.metrics.nodes_filtered, reason).inc(counts[zone])
-        key = {z: d.reason or "carbon policy" for z, d in failing.items()}
-        if entry is not None and entry.filter_output is not None and entry.filter_key == key:
-            return _json(entry.filter_output)
-        # Grid intensity cannot be changed by preempting pods, so these are unresolvable.
-        passed = [name for name, zone in zip(names, zones, strict=True) if zone not in key]
-        unresolvable = {name: key[zone] for name, zone in zip(names, zones, strict=True) if zone in key}
-        out = wire.filter_result(args, passed, {}, unresolvable)
-        if entry is not None:
-            entry.filter_key, entry.filter_output = key, out
         return _json(out)
+
+
+def _filter(state: ExtenderState, args: wire.ExtenderArgs, entry: MemoEntry | None) -> bytes:
+    """The filter answer; WireError when the request's NodeList cannot be handed back."""
+    policy = _policy(state, args)
+    if policy.opt_out or policy.max_intensity is None:
+        # Nothing can fail: answer the request's own nodes without looking at a single one.
+        return wire.filter_result(args, None, {}, {})
+    names, zones, counts, entry = _zones(state, args, entry)
+    ev = _evaluate(state, policy, counts, entry)
+    _log_decision("filter", args, ev, len(names))
+    failing = {z: d for z, d in ev.zones.items() if not d.passed}
+    if not failing:
+        return wire.filter_result(args, None, {}, {})
+    for zone, decision in failing.items():
+        reason = "over_cap" if decision.status == "fresh" else "unknown_denied"
+        state.metrics.child(state.metrics.nodes_filtered, reason).inc(counts[zone])
+    key = {z: d.reason or "carbon policy" for z, d in failing.items()}
+    if entry is not None and entry.filter_output is not None and entry.filter_key == key:
+        return entry.filter_output
+    # Grid intensity cannot be changed by preempting pods, so these are unresolvable.
+    passed = [name for name, zone in zip(names, zones, strict=True) if zone not in key]
+    unresolvable = {name: key[zone] for name, zone in zip(names, zones, strict=True) if zone in key}
+    out = wire.filter_result(args, passed, {}, unresolvable)
+    if entry is not None:
+        entry.filter_key, entry.filter_output = key, out
+    return out
 
 
 async def prioritize_handler(request: web.Request) -> web.Response:

@@ -206,7 +206,9 @@ def filter_result(
     unresolvable: Mapping[str, str],
 ) -> bytes:
     """ExtenderFilterResult in the request's mode. `passed=None` means every node passed, which lets
-    full-Nodes mode hand back the received NodeList object itself without rebuilding it."""
+    full-Nodes mode hand back the received NodeList object itself without rebuilding it.
+
+    Raises WireError when the NodeList cannot be encoded back (nested more than 254 levels deep)."""
     body: dict[str, Any] = {
         "Nodes": None,
         "NodeNames": None,
@@ -222,7 +224,13 @@ def filter_result(
         keep = set(passed)
         items = [item for item in args.items if item["metadata"]["name"] in keep]
         body["Nodes"] = {**(args.nodes or {}), "items": items}
-    return orjson.dumps(body)
+    try:
+        return orjson.dumps(body)
+    except orjson.JSONEncodeError as exc:
+        # Only the NodeList, handed back as received, can fail: orjson reads values nested up to
+        # 1,024 levels but writes at most 254. No real Node is that deep; checking every request's
+        # depth up front would cost a walk of every Node, so the rare failure is caught here instead.
+        raise WireError(f"Nodes: cannot be handed back to the scheduler ({exc}: nested too deeply)") from None
 
 
 def filter_error(message: str) -> bytes:

@@ -533,3 +533,18 @@ async def test_stale_data_is_logged_once_per_zone_and_minute(
         await post(client, "/prioritize", body)
     lines = [r for r in caplog.records if "no fresh carbon data" in r.getMessage()]
     assert [(r.zone, r.status) for r in lines] == [("PL", "stale")]  # type: ignore[attr-defined]
+
+
+# docs/fuzz.md finding 1: a Node nested more than 254 levels deep parsed, but its echo was a 500.
+@pytest.mark.parametrize("cap", [False, True])
+async def test_filter_of_a_node_too_deep_to_hand_back_is_400(make_client: MakeClient, cap: bool) -> None:
+    client = await make_client()
+    body = args(ALL, True, pod(max_intensity="100") if cap else None)
+    deep = b"[" * 300 + b"]" * 300
+    raw = orjson.dumps(body).replace(b'"allocatable"', b'"deep":' + deep + b',"allocatable"', 1)
+    resp = await client.post("/filter", data=raw, headers={"Content-Type": "application/json"})
+    assert resp.status == 400
+    out = orjson.loads(await resp.read())
+    assert "Nodes: cannot be handed back" in out["Error"]
+    assert out["Nodes"] is None
+    assert (await post(client, "/filter", args(ALL, True)))["Error"] == ""

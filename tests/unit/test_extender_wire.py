@@ -265,3 +265,17 @@ def test_node_names_at_the_kubernetes_limit_are_accepted() -> None:
     assert wire.parse_extender_args(orjson.dumps({"Pod": _pod(), "NodeNames": [longest]})).node_names == [
         longest
     ]
+
+
+# docs/fuzz.md finding 1: orjson reads 1,024 levels but writes 254; the echo was a TypeError (500).
+def _deep(levels: int) -> bytes:
+    return b"[" * levels + b"]" * levels
+
+
+@pytest.mark.parametrize("passed", [None, ["a"]])
+def test_filter_result_refuses_a_node_list_too_deep_to_hand_back(passed: list[str] | None) -> None:
+    node = b'{"metadata": {"name": "a"}, "status": {"x": ' + _deep(300) + b"}}"
+    body = b'{"Pod": {}, "Nodes": {"items": [' + node + b"]}}"
+    args = wire.parse_extender_args(body)
+    with pytest.raises(wire.WireError, match="Nodes: cannot be handed back"):
+        wire.filter_result(args, passed, {}, {})
