@@ -7,6 +7,9 @@ Rules (also in docs/deferral.md):
 - With a forecast, the start is the greenest window the feed found (lowest time-weighted average over
   the run, any zone: the extender picks the zone at release time); ties go to the earliest start, so
   work is never delayed for nothing. A window that already began means "release now".
+- Knowing capacity (`plan_with_capacity`): the greenest window whose zone has CPU room for the whole
+  run (free allocatable minus running pods and other pods' planned releases, deferral.capacity); a
+  window that capacity forces to be dirtier than a zone with room now is no plan: start now.
 - Without a usable forecast (feed down, no data for the span), a plan made earlier from a forecast is
   kept while it is still ahead; otherwise the pod waits for the deadline guard. Waiting without
   information costs nothing on average, keeps the option to use a forecast that comes back, and the
@@ -16,7 +19,7 @@ Rules (also in docs/deferral.md):
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -25,6 +28,7 @@ import orjson
 from carbon_common import windows as shared_windows
 from carbon_common.timeutil import format_rfc3339, parse_rfc3339
 from deferral.annotations import DeferralSpec
+from deferral.capacity import Capacity
 
 Basis = Literal["forecast", "no_forecast", "guard"]
 """forecast: a green window; no_forecast: waiting for the guard; guard: the guard is already due."""
@@ -67,6 +71,8 @@ class Plan:
     intensity_then: float | None = None
     intensity_now: float | None = None
     planned_at: datetime | None = None
+    capacity: str | None = None
+    """Why the zone can take the pod then (capacity-aware planning), in words; None when not known."""
 
     def to_annotation(self) -> str:
         body: dict[str, Any] = {
@@ -79,6 +85,8 @@ class Plan:
         }
         if self.planned_at is not None:
             body["plannedAt"] = format_rfc3339(self.planned_at)
+        if self.capacity is not None:
+            body["capacity"] = self.capacity
         return orjson.dumps(body).decode()
 
     @classmethod
@@ -102,6 +110,7 @@ class Plan:
             intensity_then=_opt_float(body.get("intensityThen")),
             intensity_now=_opt_float(body.get("intensityNow")),
             planned_at=parse_rfc3339(str(planned_at)) if planned_at is not None else None,
+            capacity=_opt_str(body.get("capacity")),
         )
 
     @property
@@ -151,6 +160,66 @@ def plan_start(
     if previous is not None and previous.basis == "forecast" and previous.start <= guard:
         return previous
     return Plan(guard, "no_forecast", guard, intensity_now=intensity_now, planned_at=now)
+
+
+def plan_with_capacity(
+    spec: DeferralSpec,
+    now: datetime,
+    forecast: Forecast | None,
+    cpu_m: int,
+    capacity: Capacity,
+    previous: Plan | None = None,
+) -> Plan:
+    """`plan_start`, knowing which zones can take the pod (`cpu_m` millicores) when.
+
+    - The greenest window whose zone has room for the whole run wins (ties: the earliest, then the
+      zone name). When that is the window `plan_start` would pick anyway, the plan is the same.
+    - When capacity moved the choice to a less green window, and a zone with room now is at least as
+      green now as that window, waiting buys nothing: the pod starts now (a plan that pushes the pod
+      into a dirtier zone than running now is not a plan).
+    - When no window has room, the pod starts now in the greenest zone with room now; when no zone
+      has room now either, the capacity-blind plan stands (the pod would queue wherever it went).
+    - The deadline guard and the no-forecast rules are `plan_start`'s, unchanged.
+    """
+    blind = plan_start(spec, now, forecast, previous)
+    if blind.basis != "forecast" or forecast is None or blind.zone is None:
+        return blind
+    guard = spec.latest_start
+    lower = max(now, spec.earliest_start)
+
+    def room(zone: str, start: datetime) -> int:
+        return capacity.free(zone, start, start + spec.duration)
+
+    free = room(blind.zone, blind.start)
+    if free >= cpu_m:
+        return replace(blind, capacity=f"{blind.zone}: {free}m CPU free for {cpu_m}m")
+    usable = [w for w in forecast.windows if w.start <= guard]
+    fitting = [w for w in usable if room(w.zone, min(max(w.start, lower), guard)) >= cpu_m]
+    now_options = sorted(
+        (value, zone) for zone, value in forecast.current.items() if room(zone, lower) >= cpu_m
+    )
+    start_now = lower <= now and bool(now_options)
+    if fitting:
+        chosen = min(fitting, key=lambda w: (w.intensity, w.start, w.zone))
+        ties = [w for w in fitting if w.intensity - chosen.intensity <= _TIE]
+        chosen = min(ties, key=lambda w: (w.start, w.zone))
+        start = min(max(chosen.start, lower), guard)
+        if not (start_now and now_options[0][0] <= chosen.intensity + _TIE):
+            note = (
+                f"{blind.zone} full at {format_rfc3339(blind.start)} ({free}m CPU free for {cpu_m}m); "
+                f"{chosen.zone}: {room(chosen.zone, start)}m free"
+            )
+            return replace(
+                blind, start=start, zone=chosen.zone, intensity_then=chosen.intensity, capacity=note
+            )
+    elif not start_now:
+        return replace(blind, capacity=f"no zone has {cpu_m}m CPU free in any window or now")
+    green_now, zone_now = now_options[0]
+    note = (
+        f"{blind.zone} full at {format_rfc3339(blind.start)} ({free}m CPU free for {cpu_m}m); "
+        f"no window with room beats {zone_now} now ({room(zone_now, lower)}m free)"
+    )
+    return replace(blind, start=lower, zone=zone_now, intensity_then=green_now, capacity=note)
 
 
 def release_reason(spec: DeferralSpec, plan: Plan, now: datetime) -> ReleaseReason | None:
