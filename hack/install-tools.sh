@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the test-time tools that are not Python packages, each pinned, each only when missing:
 #   - helm, kubeconform, kwok from the Go module proxy (`go install`) into a cache bin folder
-#   - prometheus and promtool from Debian's `prometheus` package
+#   - from Debian's packages: prometheus and promtool; docker.io, mmdebstrap, containerd and runc for
+#     the image build and the real node (tests/node)
 #   - checkov and kubernetes-validate (pinned, from PyPI) in their own venv next to the bin folder:
 #     their dependency pins clash with the project's, so they stay out of .venv
 #   - offline kubeconform schemas generated from kubernetes-validate (hack/gen-kube-schemas.py)
@@ -28,13 +29,28 @@ for entry in "${tools[@]}"; do
   echo "$module" >"$bin/.$name.version"
 done
 
-if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
-  log "apt-get install prometheus (Debian's package: prometheus and promtool)"
+# Debian packages, by the command each provides:
+#   prometheus, promtool         prometheus (the scrape tests)
+#   dockerd, mmdebstrap          docker.io, mmdebstrap (the image build: tests/node)
+#   containerd, runc, loopback   containerd, runc, containernetworking-plugins (the real node)
+declare -A debs=([prometheus]=prometheus [promtool]=prometheus [dockerd]=docker.io [mmdebstrap]=mmdebstrap
+                 [containerd]=containerd [ctr]=containerd [runc]=runc
+                 [/usr/lib/cni/loopback]=containernetworking-plugins)
+missing=()
+for cmd in "${!debs[@]}"; do
+  PATH=$PATH:/usr/sbin:/sbin command -v "$cmd" >/dev/null || missing+=("${debs[$cmd]}")
+done
+if ((${#missing[@]})); then
+  mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+  log "apt-get install ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >&2
-  apt-get install -y -qq --no-install-recommends prometheus >&2
-  # The package starts a system Prometheus on :9090; the tests start their own on free ports.
-  (systemctl disable --now prometheus || service prometheus stop || true) >/dev/null 2>&1
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+  # Packages that start a system service (Prometheus on :9090, dockerd, containerd) where an init
+  # system runs: the tests start their own, on their own ports and sockets, and stop them by PID.
+  for service in prometheus docker containerd; do
+    (systemctl disable --now "$service" || service "$service" stop || true) >/dev/null 2>&1
+  done
 fi
 # Python-packaged checkers, pinned; a stamp records the pins so a change reinstalls.
 pyvenv=$(dirname "$bin")/pyvenv

@@ -45,6 +45,14 @@ class Binaries:
     def kube_scheduler(self) -> Path:
         return self.folder / "kube-scheduler"
 
+    @property
+    def kube_controller_manager(self) -> Path:
+        return self.folder / "kube-controller-manager"
+
+    @property
+    def kubelet(self) -> Path:
+        return self.folder / "kubelet"
+
 
 def cache_dir() -> Path:
     """Where Go-built harness binaries are cached: $CARBON_E2E_CACHE, else under ~/.cache (the Makefile's)."""
@@ -89,8 +97,16 @@ def _get_ok(url: str, token: str | None = None, ca_file: Path | None = None, tim
 class ControlPlane:
     """etcd + kube-apiserver under ``workdir`` (data, certs, logs); a context manager, or call stop()."""
 
-    def __init__(self, binaries: Binaries, workdir: Path, *, die_with_parent: bool = True) -> None:
+    def __init__(
+        self,
+        binaries: Binaries,
+        workdir: Path,
+        *,
+        die_with_parent: bool = True,
+        apiserver_args: tuple[str, ...] = (),
+    ) -> None:
         self.binaries = binaries
+        self._apiserver_args = apiserver_args
         self.workdir = workdir
         self.logs = workdir / "logs"
         self._die_with_parent = die_with_parent
@@ -177,6 +193,7 @@ class ControlPlane:
                 # the reconciler on, the apiserver would log an error for it every 10 s.
                 "--endpoint-reconciler-type=none",
                 f"--cert-dir={self.workdir / 'apiserver-certs'}",
+                *self._apiserver_args,
             ],
             self.logs / "kube-apiserver.log",
             die_with_parent=self._die_with_parent,

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .controlplane import REPO_ROOT, cache_dir
+from .node import unmount_below
 from .procs import ManagedProcess, wait_until
 
 BASE_SCRIPT = REPO_ROOT / "hack" / "image" / "build-base.sh"
@@ -45,6 +46,7 @@ class Dockerd:
             if shutil.which(tool) is None:
                 raise DockerUnavailable(f"`{tool}` not found: apt-get install docker.io")
         run_dir.mkdir(parents=True, exist_ok=True)
+        self.run_dir = run_dir
         self.data_root = data_root or cache_dir().parent / "docker"
         self.data_root.mkdir(parents=True, exist_ok=True)
         self.socket = run_dir / "docker.sock"
@@ -65,7 +67,9 @@ class Dockerd:
             run_dir / "dockerd.log",
         )
         try:
-            wait_until(self._ping, timeout=timeout, what="dockerd to answer", watch=[self.process], interval=0.5)
+            wait_until(
+                self._ping, timeout=timeout, what="dockerd to answer", watch=[self.process], interval=0.5
+            )
         except BaseException:
             self.stop()
             raise
@@ -89,7 +93,13 @@ class Dockerd:
     def docker(self, *args: str, timeout: float = 900.0, cwd: Path | None = None) -> str:
         """Run the docker client against this engine; its output, or an error naming the command."""
         proc = subprocess.run(
-            ["docker", *args], env=self.env, capture_output=True, text=True, timeout=timeout, cwd=cwd, check=False
+            ["docker", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=cwd,
+            check=False,
         )
         if proc.returncode != 0:
             raise RuntimeError(f"docker {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
@@ -101,7 +111,9 @@ class Dockerd:
         )
         return probe.returncode == 0
 
-    def build(self, tag: str, context: Path, *, build_args: Sequence[str] = (), dockerfile: Path | None = None) -> float:
+    def build(
+        self, tag: str, context: Path, *, build_args: Sequence[str] = (), dockerfile: Path | None = None
+    ) -> float:
         """``docker build --network host``; returns the seconds it took (streamed to the log)."""
         start = time.monotonic()
         argv = ["build", "--network", "host", "-t", tag]
@@ -120,6 +132,9 @@ class Dockerd:
 
     def stop(self) -> None:
         self.process.stop(grace=20.0)
+        # dockerd leaves its default network namespace mounted under the exec root.
+        unmount_below(self.run_dir)
+        shutil.rmtree(self.run_dir, ignore_errors=True)
 
 
 def base_image(engine: Dockerd) -> str:
