@@ -139,6 +139,7 @@ async def _controller_ctx(app: web.Application) -> AsyncIterator[None]:
             replan_interval=settings.replan_interval,
             guard_margin=effective_guard_margin(settings),
             max_concurrent_releases=settings.max_concurrent_releases,
+            zone_label=settings.zone_label,
         ),
     )
     app[KEY_CONTROLLER] = controller
@@ -153,6 +154,16 @@ async def _controller_ctx(app: web.Application) -> AsyncIterator[None]:
                 transform=controller.transform,
             ),
             name="deferral-pod-watch",
+        ),
+        asyncio.create_task(
+            list_watch(
+                functools.partial(core.list_node),
+                controller.on_node_list,
+                controller.on_node_event,
+                WatchStats(),
+                transform=controller.node_transform,
+            ),
+            name="deferral-node-watch",
         ),
         asyncio.create_task(controller.run_releaser(), name="deferral-releaser"),
         asyncio.create_task(controller.run_planner(), name="deferral-planner"),

@@ -33,9 +33,11 @@ from typing import Any, Protocol, TypeVar
 from carbon_common.kube import ApiStatusError
 from carbon_common.timeutil import format_rfc3339, parse_rfc3339, utcnow
 from deferral.annotations import GATE, PLAN, PREFIX, DeferralSpec, InvalidDeferral, parse_spec
+from deferral.capacity import Booking, Capacity
 from deferral.kubeio import PodWriter
 from deferral.metrics import DeferralMetrics
-from deferral.planner import Forecast, Plan, ReleaseReason, plan_start, release_reason
+from deferral.planner import Forecast, Plan, ReleaseReason, plan_start, plan_with_capacity, release_reason
+from deferral.usage import ZONE_LABEL, ClusterUsage, NodeRoom, RunningPod, node_room, pod_cpu_m, running_pod
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,8 @@ class GatedPod:
     annotations: dict[str, str]
     gate_index: int
     """Position of our gate in spec.schedulingGates, checked by the release patch's test op."""
+    cpu_m: int = 0
+    """CPU request (millicores): the room the pod needs where it is planned."""
 
     @property
     def ref(self) -> dict[str, str]:
@@ -89,7 +93,7 @@ def gated_pod(obj: Mapping[str, Any], gate: str = GATE) -> GatedPod | None:
     annotations = (
         {str(k): str(v) for k, v in raw.items() if isinstance(v, str)} if isinstance(raw, Mapping) else {}
     )
-    return GatedPod(str(uid), str(namespace), str(name), created, annotations, index)
+    return GatedPod(str(uid), str(namespace), str(name), created, annotations, index, pod_cpu_m(spec))
 
 
 def release_ops(pod: GatedPod, gate: str = GATE) -> list[dict[str, Any]]:
@@ -110,6 +114,8 @@ class ControllerOptions:
     max_concurrent_plans: int = 8
     max_concurrent_releases: int = 16
     """Gate removals in flight at once (each is one PATCH to the API server)."""
+    zone_label: str = ZONE_LABEL
+    """Node label naming its zone (the extender's --zone-label), for capacity-aware planning."""
 
 
 @dataclass(slots=True)
@@ -145,6 +151,8 @@ class GreenWindowController:
     options: ControllerOptions = field(default_factory=ControllerOptions)
     now: Callable[[], datetime] = utcnow
     pods: dict[str, GatedPod] = field(default_factory=dict)
+    usage: ClusterUsage = field(default_factory=ClusterUsage)
+    """Nodes and running pods (capacity-aware planning); empty until a node watch feeds it."""
     _states: dict[str, _State] = field(default_factory=dict)
     _inflight: set[asyncio.Task[Any]] = field(default_factory=set)
     """Releases and plans under way: cancelled when leadership is lost."""
@@ -184,12 +192,14 @@ class GreenWindowController:
 
     # --- pod cache callbacks (synchronous, called by list_watch) ---
 
-    def transform(self, obj: dict[str, Any]) -> GatedPod | None:
-        """list_watch's per-object transform: keep only gated pods, as each list page arrives."""
-        return gated_pod(obj, self.options.gate)
+    def transform(self, obj: dict[str, Any]) -> GatedPod | RunningPod | None:
+        """list_watch's per-object transform: keep gated pods, and the CPU of pods bound to a node
+        (capacity), as each list page arrives; drop the rest."""
+        return gated_pod(obj, self.options.gate) or running_pod(obj, self.options.prefix)
 
-    def on_list(self, items: list[GatedPod | None]) -> None:
-        seen = {pod.uid: pod for pod in items if pod is not None}
+    def on_list(self, items: list[GatedPod | RunningPod | None]) -> None:
+        seen = {pod.uid: pod for pod in items if isinstance(pod, GatedPod)}
+        self.usage.running = {pod.uid: pod for pod in items if isinstance(pod, RunningPod)}
         self.pods = seen
         for uid in set(self._states) - set(seen):
             del self._states[uid]
@@ -201,6 +211,11 @@ class GreenWindowController:
         # Called for every pod event in the cluster: O(1) here, the gauge is refreshed once per tick.
         pod = gated_pod(obj, self.options.gate) if kind != "DELETED" else None
         uid = str((obj.get("metadata") or {}).get("uid") or "")
+        running = running_pod(obj, self.options.prefix) if kind != "DELETED" and pod is None else None
+        if running is None:
+            self.usage.running.pop(uid, None)
+        else:
+            self.usage.running[uid] = running
         if pod is None:
             # Deleted, or the gate is gone (we or someone else released it): stop tracking.
             self.pods.pop(uid, None)
@@ -241,6 +256,33 @@ class GreenWindowController:
                     "ignoring unreadable plan annotation", extra={"pod": pod.key, "error": str(error)}
                 )
         state.refresh_due()
+
+    def on_node_list(self, items: list[NodeRoom | None]) -> None:
+        self.usage.on_node_list(items)
+
+    def on_node_event(self, kind: str, obj: dict[str, Any]) -> None:
+        name = str((obj.get("metadata") or {}).get("name") or "")
+        room = node_room(obj, self.options.zone_label) if kind != "DELETED" else None
+        self.usage.on_node(name, room)
+
+    def node_transform(self, obj: dict[str, Any]) -> NodeRoom | None:
+        return node_room(obj, self.options.zone_label)
+
+    def _capacity(self, planning: str, now: datetime) -> Capacity | None:
+        """Room per zone for the pod `planning`: nodes minus running pods minus the releases planned for
+        the other waiting pods (each in its planned zone over [start, start + duration))."""
+        planned = [
+            Booking(state.plan.zone, pod.cpu_m, state.plan.start, state.plan.start + state.spec.duration)
+            for uid, state in self._states.items()
+            if uid != planning
+            and not state.released
+            and state.spec is not None
+            and state.plan is not None
+            and state.plan.basis == "forecast"
+            and state.plan.zone is not None
+            and (pod := self.pods.get(uid)) is not None
+        ]
+        return self.usage.capacity(now, planned)
 
     def _update_gauge(self) -> None:
         self.metrics.pods_waiting.set(sum(1 for s in self._states.values() if not s.released))
@@ -406,7 +448,11 @@ class GreenWindowController:
         if state.released or pod.uid not in self.pods or not self.is_leader():
             return  # released or gone while we waited for the feed
         previous = state.plan
-        plan = plan_start(state.spec, now, forecast, previous)
+        capacity = self._capacity(pod.uid, now)
+        if capacity is None:
+            plan = plan_start(state.spec, now, forecast, previous)
+        else:
+            plan = plan_with_capacity(state.spec, now, forecast, pod.cpu_m, capacity, previous)
         state.plan = plan
         state.refresh_due()
         if previous is not None and _same(previous, plan):
@@ -453,6 +499,7 @@ def _plan_message(plan: Plan, why: str) -> str:
         return (
             f"planned start {start} in the greenest window ({plan.zone}, expected {_g(plan.intensity_then)}; "
             f"now {_g(plan.intensity_now)}); deadline guard {guard}"
+            + (f"; capacity: {plan.capacity}" if plan.capacity else "")
         )
     if plan.basis == "guard":
         return f"deadline guard {guard} already reached: starting now"

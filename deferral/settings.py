@@ -33,6 +33,9 @@ class DeferralSettings:
     zones: str = ""
     """Comma-separated zones the cluster can run in (default: every zone the feed knows)."""
     annotation_prefix: str = "carbon-aware.io/"
+    zone_label: str = "carbon-aware.io/zone"
+    """Node label naming a node's zone (the extender's --zone-label): capacity-aware planning counts
+    each labelled node's allocatable CPU in its zone."""
     tick: float = 1.0
     """Seconds between release checks: the most a pod starts late past its planned time."""
     replan_interval: float = 900.0

@@ -402,6 +402,7 @@ class FakeKube:
         labels: dict[str, str] | None = None,
         scheduling_gates: list[str] | None = None,
         scheduler_name: str = "default-scheduler",
+        cpu: str | None = None,
     ) -> Obj:
         pod: Obj = {
             "kind": "Pod",
@@ -422,6 +423,8 @@ class FakeKube:
         }
         if node_name:
             pod["spec"]["nodeName"] = node_name
+        if cpu is not None:
+            pod["spec"]["containers"][0]["resources"] = {"requests": {"cpu": cpu}}
         if scheduling_gates:
             pod["spec"]["schedulingGates"] = [{"name": g} for g in scheduling_gates]
         return self._commit("pods", "ADDED", (namespace, name), pod)

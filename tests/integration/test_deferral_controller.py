@@ -115,6 +115,7 @@ async def start(fake_kube: FakeKube) -> AsyncIterator[Callable[..., Awaitable[Ru
         replan: float = 900.0,
         lease_duration: float = 3.0,
         guard_margin: float = 0.0,
+        nodes: bool = False,
     ) -> Running:
         api = await load_api_client(fake_kube.kubeconfig)
         apis.append(api)
@@ -152,6 +153,15 @@ async def start(fake_kube: FakeKube) -> AsyncIterator[Callable[..., Awaitable[Ru
             asyncio.create_task(controller.run_planner()),
             asyncio.create_task(controller.run_releaser()),
         ]
+        if nodes:  # capacity-aware planning, as the app runs it
+            node_watch = list_watch(
+                functools.partial(core.list_node),
+                controller.on_node_list,
+                controller.on_node_event,
+                WatchStats(),
+                transform=controller.node_transform,
+            )
+            tasks.append(asyncio.create_task(node_watch))
         if elector is not None:
             tasks.append(asyncio.create_task(elector.run()))
         replica = Running(controller, tasks)
@@ -511,3 +521,75 @@ async def test_lease_errors_are_counted_and_a_failing_hook_does_not_stop_the_ele
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await api.close()
+
+
+def _windows(start: datetime, **intensities: float) -> list[dict[str, Any]]:
+    end = start + timedelta(hours=1)
+    return [
+        {"zone": zone, "start": start.isoformat(), "end": end.isoformat(), "intensity": value}
+        for zone, value in intensities.items()
+    ]
+
+
+def plan_of(fake: FakeKube, name: str) -> Plan | None:
+    pod = fake.pod("batch", name)
+    raw = (pod or {}).get("metadata", {}).get("annotations", {}).get(P + "plan")
+    return Plan.from_annotation(raw) if raw else None
+
+
+async def test_more_pods_due_in_the_green_zone_than_it_holds_are_spread_to_the_next_greenest(
+    fake_kube: FakeKube, feed: tuple[FakeFeed, str], start: Callable[..., Awaitable[Running]]
+) -> None:
+    fake_feed, url = feed
+    now = utcnow()
+    # FR (80 g/kWh later) has 2 cores, DE (200 later) 8; both are dirtier now (FR 300, DE 400).
+    fake_feed.windows = _windows(now + timedelta(seconds=60), FR=80.0, DE=200.0)
+    fake_kube.add_node("fr-1", labels={P + "zone": "FR"}, status={"allocatable": {"cpu": "2"}})
+    fake_kube.add_node("de-1", labels={P + "zone": "DE"}, status={"allocatable": {"cpu": "8"}})
+    fake_kube.add_node("unlabelled", status={"allocatable": {"cpu": "64"}})
+    for i in range(3):
+        fake_kube.add_pod(
+            "batch",
+            f"job-{i}",
+            annotations=deferral_notes(now + timedelta(hours=1), "10m"),
+            scheduling_gates=[GATE],
+            cpu="1",
+        )
+    replica = await start(url, nodes=True)
+    await eventually(lambda: all(plan_of(fake_kube, f"job-{i}") is not None for i in range(3)))
+    plans = [plan_of(fake_kube, f"job-{i}") for i in range(3)]
+    assert sorted(p.zone or "" for p in plans if p is not None) == ["DE", "FR", "FR"]
+    spread = next(p for p in plans if p is not None and p.zone == "DE")
+    assert spread.intensity_then == 200.0
+    assert spread.capacity is not None
+    assert "FR full" in spread.capacity
+    assert replica.controller.usage.nodes.keys() == {"fr-1", "de-1"}
+
+
+async def test_a_running_pod_fills_the_green_zone_and_waiting_would_be_dirtier_than_now(
+    fake_kube: FakeKube, feed: tuple[FakeFeed, str], start: Callable[..., Awaitable[Running]]
+) -> None:
+    fake_feed, url = feed
+    now = utcnow()
+    # FR is full for good (a running pod without a known run time); the only other window (DE at 350)
+    # is dirtier than DE now (300 here): release now instead of waiting.
+    fake_feed.windows = _windows(now + timedelta(seconds=60), FR=80.0, DE=350.0)
+    fake_feed.current = {"DE": 300.0, "FR": 250.0}
+    fake_kube.add_node("fr-1", labels={P + "zone": "FR"}, status={"allocatable": {"cpu": "2"}})
+    fake_kube.add_node("de-1", labels={P + "zone": "DE"}, status={"allocatable": {"cpu": "8"}})
+    fake_kube.add_pod("web", "server", node_name="fr-1", cpu="1500m")
+    fake_kube.add_pod(
+        "batch",
+        "job-1",
+        annotations=deferral_notes(now + timedelta(hours=1), "10m"),
+        scheduling_gates=[GATE],
+        cpu="1",
+    )
+    replica = await start(url, nodes=True)
+    await eventually(lambda: GATE not in gates(fake_kube, "job-1"))
+    await eventually(lambda: replica.releases("window_reached") == 1)
+    plan = plan_of(fake_kube, "job-1")
+    assert plan is not None
+    assert plan.zone == "DE"
+    assert plan.capacity is not None
+    assert "beats DE now" in plan.capacity
