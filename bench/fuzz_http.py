@@ -527,12 +527,17 @@ class Service:
     log: Path
     proc: subprocess.Popen[bytes] | None = None
     peak_rss_kib: int = 0
+    # Where this run's output starts in the log: restarts append, and an earlier run's lines (the same
+    # --work folder) must not be counted as this run's errors.
+    log_start: int = -1
 
     @property
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
+        if self.log_start < 0:
+            self.log_start = self.log.stat().st_size if self.log.exists() else 0
         with self.log.open("ab") as handle:
             self.proc = subprocess.Popen(
                 self.argv, stdout=handle, stderr=subprocess.STDOUT, env=self.env, cwd=self.log.parent
@@ -566,7 +571,10 @@ class Service:
     def error_log_lines(self) -> int:
         count = 0
         with contextlib.suppress(OSError):
-            for line in self.log.read_text(errors="replace").splitlines():
+            with self.log.open("rb") as handle:
+                handle.seek(max(self.log_start, 0))
+                text = handle.read().decode(errors="replace")
+            for line in text.splitlines():
                 if line.startswith("Traceback"):
                     count += 1
                 elif line.startswith("{"):

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
-from bench.fuzz_http import GENERATORS, SURFACES, Case, problems
+from bench.fuzz_http import GENERATORS, SURFACES, Case, Service, problems
 
 
 @pytest.mark.parametrize("surface", SURFACES)
@@ -72,3 +74,14 @@ def test_the_webhook_expects_a_uid_only_from_an_admission_review() -> None:
         assert review["kind"] == "AdmissionReview"
         assert review["request"]["uid"] == c.expect_uid
         assert review["apiVersion"] == c.expect_version
+
+
+def test_error_lines_of_an_earlier_run_in_the_same_log_are_not_counted(tmp_path: Path) -> None:
+    log = tmp_path / "svc.log"
+    log.write_text('{"level": "error", "msg": "from yesterday"}\nTraceback (most recent call last):\n')
+    argv = [sys.executable, "-c", 'print(\'{"level": "error", "msg": "now"}\')']
+    service = Service("svc", argv, {}, 0, log)
+    service.start()
+    assert service.proc is not None
+    service.proc.wait(30)
+    assert service.error_log_lines() == 1
