@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import aiohttp
@@ -16,28 +16,13 @@ from aiohttp import web
 from carbon_common.serving import GuardedSite, ServingLimits, make_runner, start_site
 from extender.app import STATE, create_app
 from extender.carbon import CarbonState
+from extender.fixed_nodes import MappingNodeLookup
 from extender.settings import ExtenderSettings
+
+from .sockets import read_until_closed
 
 READ_TIMEOUT = 0.3
 PRIORITIZE = orjson.dumps({"Pod": {"metadata": {"uid": "u"}}, "NodeNames": ["a", "b"]})
-
-
-class Lookup:
-    def __init__(self, zones: Mapping[str, str | None]) -> None:
-        self.zones = dict(zones)
-
-    def zone_of(self, node_name: str) -> str | None:
-        return self.zones.get(node_name)
-
-    def __contains__(self, node_name: object) -> bool:
-        return node_name in self.zones
-
-    def __len__(self) -> int:
-        return len(self.zones)
-
-    @property
-    def synced(self) -> bool:
-        return True
 
 
 @dataclass
@@ -52,7 +37,7 @@ class Served:
 async def served(request: pytest.FixtureRequest) -> AsyncIterator[Served]:
     max_connections = getattr(request, "param", 1000)
     settings = ExtenderSettings(read_timeout=READ_TIMEOUT, max_connections=max_connections)
-    app = create_app(settings, Lookup({"a": "DE", "b": "FR"}), CarbonState())
+    app = create_app(settings, MappingNodeLookup({"a": "DE", "b": "FR"}), CarbonState())
     limits = ServingLimits(read_timeout=READ_TIMEOUT, max_connections=max_connections)
     runner = make_runner(app, limits, read_bodies=False)
     await runner.setup()
@@ -61,17 +46,6 @@ async def served(request: pytest.FixtureRequest) -> AsyncIterator[Served]:
         yield Served(app, site, f"http://127.0.0.1:{site.port}", site.port)
     finally:
         await runner.cleanup()
-
-
-async def _closed_by_server(reader: asyncio.StreamReader) -> bytes:
-    """Everything the server sent until it closed the connection."""
-    received = b""
-    try:
-        while chunk := await reader.read(65536):
-            received += chunk
-    except ConnectionError:
-        pass
-    return received
 
 
 async def _trickle(writer: asyncio.StreamWriter, data: bytes) -> None:
@@ -113,7 +87,7 @@ async def test_slow_clients_are_closed_and_the_service_keeps_answering(served: S
         async with aiohttp.ClientSession() as session:
             await _prioritize_ok(session, served.url)  # answered while 60 slow clients are connected
             async with asyncio.timeout(20):  # a bound for a loaded machine, not a timing assertion
-                answers = await asyncio.gather(*(_closed_by_server(r) for r, _ in conns))
+                answers = await asyncio.gather(*(read_until_closed(r) for r, _ in conns))
             await _prioritize_ok(session, served.url)
         # Slow bodies get a 408 before the close; slow or absent headers are simply closed.
         for i, answer in enumerate(answers):
@@ -141,7 +115,7 @@ async def test_connections_over_the_cap_are_closed_on_accept(served: Served) -> 
         reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
         writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         async with asyncio.timeout(10):
-            assert await _closed_by_server(reader) == b""
+            assert await read_until_closed(reader) == b""
         writer.close()
         assert served.site.guard.refused >= 1
     finally:
@@ -202,7 +176,7 @@ async def test_read_timeout_applies_to_the_ops_app_too() -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", site.port)
         writer.write(b"GET /hea")
         async with asyncio.timeout(10):
-            assert await _closed_by_server(reader) == b""
+            assert await read_until_closed(reader) == b""
         writer.close()
         assert site.guard.timed_out == 1
     finally:

@@ -14,6 +14,8 @@ from aiohttp import web
 
 from carbon_common.serving import GuardedSite, ServingLimits, make_runner, start_site
 
+from .sockets import read_until_closed
+
 LIMITS = ServingLimits(read_timeout=0.3)
 
 
@@ -33,21 +35,11 @@ async def site() -> AsyncIterator[GuardedSite]:
         await runner.cleanup()
 
 
-async def _until_closed(reader: asyncio.StreamReader) -> bytes:
-    received = b""
-    try:
-        while chunk := await reader.read(65536):
-            received += chunk
-    except ConnectionError:
-        pass
-    return received
-
-
 async def test_slow_body_is_408_and_closed(site: GuardedSite) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", site.port)
     writer.write(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc")
     async with asyncio.timeout(10):
-        answer = await _until_closed(reader)
+        answer = await read_until_closed(reader)
     writer.close()
     assert answer.startswith(b"HTTP/1.1 408")
     url = f"http://127.0.0.1:{site.port}/echo"
@@ -77,7 +69,7 @@ async def _raw(site: GuardedSite, request: bytes) -> bytes:
     reader, writer = await asyncio.open_connection("127.0.0.1", site.port)
     writer.write(request)
     async with asyncio.timeout(10):
-        answer = await _until_closed(reader)
+        answer = await read_until_closed(reader)
     writer.close()
     return answer
 
