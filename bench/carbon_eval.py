@@ -24,7 +24,7 @@ import orjson
 
 from bench.evaluation import plots, temporal
 from bench.evaluation.bound import Bound, capacity_bound
-from bench.evaluation.cluster import WATTS_PER_CORE, Integrals, PolicySpec, SimResult, simulate
+from bench.evaluation.cluster import WATTS_PER_CORE, Deferral, Integrals, PolicySpec, SimResult, simulate
 from bench.evaluation.forecasts import HISTORY_HOURS, FeedBaseline, Forecaster, NoisyTruth, SeasonalNaive
 from bench.evaluation.machine import machine_info
 from bench.evaluation.product import ProductScorer
@@ -98,20 +98,17 @@ def _policies(trace: Trace, forecaster: Forecaster) -> list[tuple[str, str, Poli
             spec = PolicySpec(f"{scoring}-w{w}", "extender", ProductScorer(trace, scoring), w)
             out.append(("ours", f"ours {scoring}, weight {w}", spec))
     out.append(("oracle", "oracle spatial (greenest feasible zone)", PolicySpec("oracle-spatial", "oracle")))
-    out.append(
+    modes: tuple[tuple[str, str, Deferral], ...] = (
+        ("relative-w10-deferral", "ours relative w10 + deferral, capacity-blind (forecast)", "forecast"),
         (
-            "defer",
-            "ours relative w10 + deferral (forecast)",
-            PolicySpec(
-                "relative-w10-deferral",
-                "extender",
-                ProductScorer(trace, "relative"),
-                10,
-                "forecast",
-                forecaster,
-            ),
-        )
+            "relative-w10-deferral-capacity",
+            "ours relative w10 + deferral, capacity-aware (forecast)",
+            "capacity",
+        ),
     )
+    for name, label, mode in modes:
+        scorer = ProductScorer(trace, "relative")
+        out.append(("defer", label, PolicySpec(name, "extender", scorer, 10, mode, forecaster)))
     return out
 
 
@@ -253,7 +250,7 @@ def run(cfg: Config, out_dir: Path, progress: Progress | None = None) -> dict[st
 
     rows: list[dict[str, Any]] = []
     for family, label, r in results:
-        oracle_grams = best_oracle if r.policy.endswith("deferral") else spatial_oracle.grams
+        oracle_grams = best_oracle if family == "defer" else spatial_oracle.grams
         rows.append(
             {
                 "policy": r.policy,
@@ -484,7 +481,7 @@ def _plots(
         f"ours, {scoring} scoring": [
             (int(r["policy"].rsplit("-w", 1)[1]), r["reduction"])
             for r in rows
-            if r["policy"].startswith(scoring) and not r["policy"].endswith("deferral")
+            if r["policy"].startswith(scoring) and r["family"] == "ours"
         ]
         for scoring in ("relative", "absolute")
     }

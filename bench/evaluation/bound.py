@@ -5,21 +5,22 @@ deferred pod to the greenest zone's greenest hours overflows that zone and pushe
 dirty ones. This module computes a *lower bound on the emissions of any schedule of the workload* on
 the cluster's capacity, as a transportation problem over zone-hours solved with SciPy's HiGHS:
 
-- supplies: the CPU-hours of the pods. A pod that must start at once brings its CPU-hours to the hours
-  it runs in (its zone is free). Deferrable pods are grouped by (first hour, last hour) of the span
-  they may run in, ``[arrival, arrival + slack + duration)``; a group's CPU-hours may go to any zone in
-  any hour of that span, at most the group's total CPU request per hour (no pod runs faster than its
-  request allows);
+- supplies: the pods. A pod runs contiguously for its duration in one zone, starting at any time in
+  ``[arrival, arrival + slack]``; the program takes one column per (pod, candidate start, zone) and
+  lets a pod be split over columns (a fractional schedule). The candidate starts are the hour
+  boundaries its start or end can cross (`candidate_starts`), so that every real start is a mixture of
+  two of them with the same per-hour core-hours and cost: real start times are all covered;
 - sinks: every zone-hour, holding at most the zone's allocatable cores for one hour;
 - cost: the zone's actual intensity in that hour, times the energy (``WATTS_PER_CORE`` per core).
 
 Why it is a bound: every schedule the simulation can produce in which pods start within their slack
 (each pod in one zone, on one node, contiguous, memory fitting) is a feasible point of this program
 and costs the same there (the simulation charges energy times the hourly trace's mean over the run,
-which is the sum of the per-hour products). The program drops bin packing, memory, contiguity and the
-one-zone rule, so its optimum is at most the best real schedule: a policy's share of the bound's
-reduction is a lower estimate of its share of the true optimum's. A pod the simulation queued past its
-latest start (capacity full) left that set; the simulation reports how many were queued.
+which is the sum of the per-hour products). The program drops bin packing, memory and integrality
+(a pod may be split over zones and starts), so its optimum is at most the best real schedule: a
+policy's share of the bound's reduction is a lower estimate of its share of the true optimum's. A
+pod the simulation queued past its latest start (capacity full) left that set; the simulation
+reports how many were queued.
 """
 
 from __future__ import annotations
@@ -86,73 +87,68 @@ def capacity_bound(
         cap[row_of[node.zone]] += node.cpu_m / 1000
     kwh_per_core_hour = watts_per_core / 1000
 
-    fixed = np.zeros(hours)  # core-hours per hour of the pods that start at once
-    groups: dict[tuple[int, int], list[float]] = {}  # (first, end hour) -> [core-hours, cores]
-    for pod in pods:
-        cores = pod.cpu_m / 1000
-        end = pod.arrival + pod.slack + pod.duration
-        if math.ceil(end) > hours:
-            raise ValueError(f"{pod.name} runs until hour {end:.1f}, past the {hours} h of intensity")
-        if pod.slack <= 0:
-            first, share = _overlaps(pod.arrival, end)
-            fixed[first : first + share.size] += cores * share
-        else:
-            group = groups.setdefault((math.floor(pod.arrival), math.ceil(end)), [0.0, 0.0])
-            group[0] += cores * pod.duration
-            group[1] += cores
-
-    # Columns: one per (supply, zone, hour). Supplies: each busy hour of fixed work, then each group.
-    busy = np.flatnonzero(fixed > 0)
-    col_zone: list[npt.NDArray[np.intp]] = []
-    col_hour: list[npt.NDArray[np.intp]] = []
+    # Sparse triplets: each column is one pod run from one start in one zone, with its core-hours per
+    # hour in the capacity rows (zone, hour) and its grams as cost.
+    cap_r: list[npt.NDArray[np.intp]] = []  # capacity row key: zone * hours + hour
+    cap_c: list[npt.NDArray[np.intp]] = []
+    cap_v: list[FloatArray] = []
+    cost: list[FloatArray] = []
     eq_rows: list[npt.NDArray[np.intp]] = []
-    eq_rhs: list[float] = []
-    ub_rows: list[npt.NDArray[np.intp]] = []  # rate rows of the groups
-    ub_rhs: list[float] = []
     zone_idx = np.arange(nz)
-    # Fixed work: every zone of its own hour, all of it placed.
-    if busy.size:
-        col_zone.append(np.tile(zone_idx, busy.size))
-        col_hour.append(np.repeat(busy, nz))
-        eq_rows.append(np.repeat(np.arange(busy.size), nz))
-        eq_rhs.extend(fixed[busy].tolist())
-    for (first, last), (work, cores) in groups.items():
-        span = np.arange(first, last)
-        col_zone.append(np.tile(zone_idx, span.size))
-        col_hour.append(np.repeat(span, nz))
-        eq_rows.append(np.full(span.size * nz, len(eq_rhs)))
-        eq_rhs.append(work)
-        ub_rows.append(np.repeat(np.arange(len(ub_rhs), len(ub_rhs) + span.size), nz))
-        ub_rhs.extend([cores] * span.size)
-    if not col_zone:
+    columns = 0
+    for p, pod in enumerate(pods):
+        cores = pod.cpu_m / 1000
+        if math.ceil(pod.arrival + pod.slack + pod.duration) > hours:
+            end = pod.arrival + pod.slack + pod.duration
+            raise ValueError(f"{pod.name} runs until hour {end:.1f}, past the {hours} h of intensity")
+        for start in candidate_starts(pod):
+            first, share = _overlaps(start, start + pod.duration)
+            span = first + np.arange(share.size)
+            cap_r.append(np.repeat(zone_idx, share.size) * hours + np.tile(span, nz))
+            cap_c.append(columns + np.repeat(zone_idx, share.size))
+            cap_v.append(np.tile(cores * share, nz))
+            cost.append(values[:, span] @ (cores * share))
+            eq_rows.append(np.full(nz, p))
+            columns += nz
+    if columns == 0:
         return Bound(0.0, 0.0, {z: 0.0 for z in zones})
-    zone_of = np.concatenate(col_zone)
-    hour_of = np.concatenate(col_hour)
-    n = zone_of.size
-    fixed_cols = busy.size * nz
-    cols = np.arange(n)
 
-    a_eq = coo_matrix((np.ones(n), (np.concatenate(eq_rows), cols)), shape=(len(eq_rhs), n)).tocsr()
-    # Capacity rows (zone, hour) for every column, then the groups' rate rows (group columns only).
-    cap_rows = zone_of * hours + hour_of
-    used, cap_row_index = np.unique(cap_rows, return_inverse=True)
-    rate_rows = np.concatenate(ub_rows) + used.size if ub_rows else np.zeros(0, dtype=np.intp)
-    a_ub = coo_matrix(
-        (
-            np.ones(n + rate_rows.size),
-            (np.concatenate([cap_row_index, rate_rows]), np.concatenate([cols, cols[fixed_cols:]])),
-        ),
-        shape=(used.size + len(ub_rhs), n),
+    a_eq = coo_matrix(
+        (np.ones(columns), (np.concatenate(eq_rows), np.arange(columns))), shape=(len(pods), columns)
     ).tocsr()
-    b_ub = np.concatenate([cap[used // hours], np.asarray(ub_rhs, dtype=np.float64)])
-    cost = values[zone_of, hour_of] * kwh_per_core_hour
+    used, cap_rows = np.unique(np.concatenate(cap_r), return_inverse=True)
+    cols = np.concatenate(cap_c)
+    amounts = np.concatenate(cap_v)
+    a_ub = coo_matrix((amounts, (cap_rows, cols)), shape=(used.size, columns)).tocsr()
+    c = np.concatenate(cost) * kwh_per_core_hour
     solved = linprog(
-        cost, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=np.asarray(eq_rhs), bounds=(0, None), method="highs"
+        c,
+        A_ub=a_ub,
+        b_ub=cap[used // hours],
+        A_eq=a_eq,
+        b_eq=np.ones(len(pods)),
+        bounds=(0, None),
+        method="highs",
     )
     if solved.status != 0:
         raise BoundError(f"capacity bound: HiGHS status {solved.status}: {solved.message}")
     x = np.asarray(solved.x, dtype=np.float64)
-    energy = float(x.sum()) * kwh_per_core_hour
-    by_zone = np.bincount(zone_of, weights=x, minlength=nz) * kwh_per_core_hour
+    core_hours = np.bincount(cols, weights=amounts, minlength=columns) * x
+    by_zone = core_hours.reshape(-1, nz).sum(axis=0) * kwh_per_core_hour  # columns come nz at a time
+    energy = float(by_zone.sum())
     shares = {z: float(by_zone[i] / energy) if energy > 0 else 0.0 for i, z in enumerate(zones)}
-    return Bound(float(solved.fun), energy, shares, n, a_eq.shape[0] + a_ub.shape[0])
+    return Bound(float(solved.fun), energy, shares, columns, a_eq.shape[0] + a_ub.shape[0])
+
+
+def candidate_starts(pod: Pod) -> list[float]:
+    """Starts whose mixtures give every start in [arrival, arrival + slack]: the ends of that range and
+    every start at which the run's start or end crosses an hour boundary. Between two of these, the
+    core-hours a run puts in each hour, and so its cost, are linear in the start, so any start is a
+    convex combination of its two neighbours: the program stays a relaxation of real start times."""
+    lo, hi = pod.arrival, pod.arrival + pod.slack
+    if hi <= lo:
+        return [lo]
+    frac = pod.duration - math.floor(pod.duration)
+    inner = {float(k) for k in range(math.ceil(lo), math.floor(hi) + 1)}
+    inner |= {k - frac for k in range(math.ceil(lo + frac), math.floor(hi + frac) + 1)}
+    return sorted({lo, hi} | {t for t in inner if lo < t < hi})

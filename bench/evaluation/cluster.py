@@ -24,7 +24,7 @@ import math
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Literal, Protocol
 
 import numpy as np
@@ -34,7 +34,17 @@ from bench.evaluation.forecasts import HISTORY_HOURS, FloatArray, Forecaster
 from bench.evaluation.trace import HOUR, Trace
 from bench.evaluation.workload import Node, Pod
 from deferral.annotations import DeferralSpec
-from deferral.planner import Forecast, Plan, Point, best_windows, plan_start, release_reason
+from deferral.capacity import Booking, Capacity
+from deferral.planner import (
+    Forecast,
+    Plan,
+    Point,
+    Window,
+    best_windows,
+    plan_start,
+    plan_with_capacity,
+    release_reason,
+)
 
 WATTS_PER_CORE = 10.0
 """Average server power attributed per requested core (W); cancels out of every reduction."""
@@ -43,7 +53,12 @@ PAD_HOURS = 24 * 7
 
 IntArray = npt.NDArray[np.intp]
 Placement = Literal["plugins", "extender", "oracle"]
-Deferral = Literal["none", "forecast", "oracle"]
+Deferral = Literal["none", "forecast", "capacity", "oracle"]
+"""none; forecast: the planner alone (capacity-blind); capacity: the planner knowing free CPU per zone
+(deferral.planner.plan_with_capacity, as the controller runs it); oracle: the per-pod greedy oracle."""
+Runtimes = Literal["annotated", "all"]
+"""Whose run time capacity-aware planning knows: only deferrable pods' (they carry the duration
+annotation; what the controller sees), or every pod's."""
 
 
 class CarbonScorer(Protocol):
@@ -63,6 +78,7 @@ class PolicySpec:
     deferral: Deferral = "none"
     forecaster: Forecaster | None = None
     label: str = ""
+    runtimes: Runtimes = "annotated"
 
 
 @dataclass(slots=True)
@@ -169,6 +185,7 @@ def plan_deferral(
     mode: Deferral,
     forecasts: ForecastCache | None,
     previous: Plan | None = None,
+    capacity: Capacity | None = None,
 ) -> Plan | float:
     """The oracle's start (hours), or the plan the product's planner makes at `now` from a forecast."""
     latest = pod.arrival + pod.slack
@@ -185,8 +202,31 @@ def plan_deferral(
     moment = trace.time_of(0) + timedelta(hours=now)
     spec = deferral_spec(pod, trace)
     points = [p for p in all_points if p.start < spec.deadline]
-    windows = best_windows(points, spec.duration, moment, spec.deadline)
-    return plan_start(spec, moment, Forecast(windows, current=current), previous)
+    if capacity is None:
+        windows = best_windows(points, spec.duration, moment, spec.deadline)
+        return plan_start(spec, moment, Forecast(windows, current=current), previous)
+    windows = feed_windows(points, spec.duration, moment, spec.deadline)
+    return plan_with_capacity(spec, moment, Forecast(windows, current=current), pod.cpu_m, capacity, previous)
+
+
+def feed_windows(
+    points: Sequence[Point], duration: timedelta, start: datetime, deadline: datetime
+) -> list[Window]:
+    """What the feed's /v1/best hands the controller: the global ties plus each zone's best window."""
+    by_zone: dict[str, list[Point]] = {}
+    for point in points:
+        by_zone.setdefault(point.zone, []).append(point)
+    best = [
+        found[0]
+        for zone_points in by_zone.values()
+        if (found := best_windows(zone_points, duration, start, deadline))
+    ]
+    if not best:
+        return []
+    lowest = min(w.intensity for w in best)
+    return best + [
+        w for w in best_windows(points, duration, start, deadline) if w not in best and w.intensity <= lowest
+    ]
 
 
 def simulate(
@@ -212,7 +252,31 @@ def simulate(
     deferred: set[int] = set()
     plans: dict[int, Plan] = {}
     forecasts = None
-    if policy.deferral == "forecast" and policy.forecaster is not None:
+    origin = trace.time_of(0)
+    allocatable: dict[str, int] = {}
+    for n in nodes:
+        allocatable[n.zone] = allocatable.get(n.zone, 0) + n.cpu_m
+    running: dict[int, tuple[int, float]] = {}  # pod -> (zone row, start hour), while it runs
+    waiting_plans: dict[int, Plan] = {}  # the plans of deferred pods not yet released
+
+    def at(hours: float) -> datetime:
+        return origin + timedelta(hours=hours)
+
+    def capacity_view(planning: int) -> Capacity:
+        """What the controller knows: running pods (until their end when their run time is known) and
+        the releases planned for the other waiting pods."""
+        bookings = []
+        for j, (row, started) in running.items():
+            known = policy.runtimes == "all" or pods[j].slack > 0
+            end = at(started + pods[j].duration) if known else None
+            bookings.append(Booking(trace.zones[row], pods[j].cpu_m, at(started), end))
+        for j, plan in waiting_plans.items():
+            if j != planning and plan.basis == "forecast" and plan.zone is not None:
+                duration = timedelta(hours=pods[j].duration)
+                bookings.append(Booking(plan.zone, pods[j].cpu_m, plan.start, plan.start + duration))
+        return Capacity(allocatable, bookings)
+
+    if policy.deferral in ("forecast", "capacity") and policy.forecaster is not None:
         longest = max((p.slack + p.duration for p in pods if p.slack > 0), default=1.0)
         forecasts = ForecastCache(trace, policy.forecaster, math.ceil(longest) + 2)
     queue: list[int] = []
@@ -224,13 +288,16 @@ def simulate(
         guard = pod.arrival + pod.slack
         if now >= guard - 1e-9:  # float hours vs the spec's microseconds: never re-plan at the guard
             return None
-        decided = plan_deferral(pod, now, trace, integrals, policy.deferral, forecasts, plans.get(i))
+        capacity = capacity_view(i) if policy.deferral == "capacity" else None
+        decided = plan_deferral(
+            pod, now, trace, integrals, policy.deferral, forecasts, plans.get(i), capacity
+        )
         if not isinstance(decided, Plan):  # the oracle knows the future: one plan, kept
             if decided <= now + 1e-9:
                 return None
             released.add(i)
             return decided
-        plans[i] = decided
+        plans[i] = waiting_plans[i] = decided
         spec = deferral_spec(pod, trace)
         if release_reason(spec, decided, trace.time_of(0) + timedelta(hours=now)) is not None:
             return None
@@ -261,6 +328,7 @@ def simulate(
         result.grams += energy * float(integrals.mean(row, now, now + pod.duration))
         result.wait_h += now - pod.arrival
         result.zone_share[trace.zones[row]] += energy
+        running[i] = (row, now)
         heapq.heappush(events, (now + pod.duration, 0, seq, i, chosen))
         seq += 1
         return True
@@ -270,6 +338,7 @@ def simulate(
         now, order, _, i, node = heapq.heappop(events)
         if order == 0:
             cluster.release(node, pods[i])
+            running.pop(i, None)
             done += 1
             if tick and done % 500 == 0:
                 tick(500)
@@ -290,6 +359,7 @@ def simulate(
                 seq += 1
                 continue
             released.add(i)
+            waiting_plans.pop(i, None)
         if not place(i, now):
             result.queued += 1
             queue.append(i)

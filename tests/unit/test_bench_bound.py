@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.evaluation.bound import BoundError, capacity_bound
+from bench.evaluation.bound import BoundError, candidate_starts, capacity_bound
 from bench.evaluation.workload import Node, Pod
 
 W = 1000.0  # watts per core: 1 core for 1 h = 1 kWh, so grams = the intensities summed
@@ -37,13 +37,28 @@ def test_capacity_binds_deferred_pods_spread_over_the_green_hours() -> None:
     assert roomy.grams == pytest.approx(200.0)
 
 
-def test_a_pod_runs_no_faster_than_its_request() -> None:
-    # A 1-core pod of 2 h with 1 h of slack: at most 1 core-hour per hour, so it cannot put both of its
-    # core-hours in the single green hour even though G has 4 cores free: 100 (hour 1) + 200 (hour 0 or 2).
-    values = np.array([[200.0, 100.0, 200.0]])
-    pods = [Pod("a", 0.0, 2.0, 1000, 512, slack=1.0)]
+def test_a_pod_runs_contiguously_at_its_request() -> None:
+    # A 1-core pod of 2 h with 2 h of slack, green hours 0 and 2 and dirty 1 and 3: every start covers
+    # one green and one dirty hour, although G has room to run it twice over in the green hours.
+    values = np.array([[100.0, 500.0, 100.0, 500.0]])
+    pods = [Pod("a", 0.0, 2.0, 1000, 512, slack=2.0)]
     bound = capacity_bound(values, ("G",), _nodes(G=4), pods, W)
-    assert bound.grams == pytest.approx(300.0)
+    assert bound.grams == pytest.approx(600.0)
+
+
+def test_candidate_starts_are_where_the_run_crosses_an_hour_boundary() -> None:
+    pod = Pod("a", 0.25, 1.5, 1000, 512, slack=2.0)
+    assert candidate_starts(pod) == [0.25, 0.5, 1.0, 1.5, 2.0, 2.25]
+    assert candidate_starts(Pod("b", 0.25, 1.5, 1000, 512)) == [0.25]
+
+
+def test_a_start_between_hour_boundaries_is_covered() -> None:
+    # Green only in [1.5, 2.5) as seen hour by hour: a 1-hour pod arriving at 0.5 with 1 h of slack can
+    # start at 1.5, half in hour 1 (100) and half in hour 2 (100), which the bound must not miss.
+    values = np.array([[900.0, 100.0, 100.0, 900.0]])
+    pods = [Pod("a", 0.5, 1.0, 1000, 512, slack=1.0)]
+    bound = capacity_bound(values, ("G",), _nodes(G=1), pods, W)
+    assert bound.grams == pytest.approx(100.0)
 
 
 def test_partial_hours_are_charged_their_share() -> None:

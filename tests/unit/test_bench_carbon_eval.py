@@ -66,6 +66,7 @@ def test_every_policy_ran_the_same_pods_and_ours_saves_carbon(result: tuple[dict
     assert isinstance(cluster, dict)
     rows = {r["policy"]: r for r in cluster["policies"]}
     expected = {"zone-agnostic", "oracle-spatial", "relative-w10-deferral", "optimum-lp"}
+    expected.add("relative-w10-deferral-capacity")
     expected |= {f"{s}-w{w}" for s in ("relative", "absolute") for w in (1, 5, 10)}
     assert set(rows) == expected
     assert len({r["pods"] for r in rows.values()}) == 1
@@ -79,6 +80,7 @@ def test_every_policy_ran_the_same_pods_and_ours_saves_carbon(result: tuple[dict
     # More weight never steers less on a trace where one zone is always greenest.
     assert rows["relative-w10"]["reduction"] >= rows["relative-w1"]["reduction"]
     assert rows["relative-w10-deferral"]["deferred"] > 0
+    assert rows["relative-w10-deferral-capacity"]["deferred"] > 0
     # The LP bound is at least as good as every simulated schedule.
     assert all(rows["optimum-lp"]["grams"] <= r["grams"] + 1e-6 for r in rows.values())
     assert rows["optimum-lp"]["energy_kwh"] == pytest.approx(rows["zone-agnostic"]["energy_kwh"])
