@@ -109,6 +109,16 @@ def _policies(trace: Trace, forecaster: Forecaster) -> list[tuple[str, str, Poli
     for name, label, mode in modes:
         scorer = ProductScorer(trace, "relative")
         out.append(("defer", label, PolicySpec(name, "extender", scorer, 10, mode, forecaster)))
+    ablation = PolicySpec(
+        "relative-w10-deferral-capacity-every-window",
+        "extender",
+        ProductScorer(trace, "relative"),
+        10,
+        "capacity",
+        forecaster,
+        every_window=True,
+    )
+    out.append(("defer", "ours relative w10 + deferral, capacity-aware, every window (ablation)", ablation))
     return out
 
 

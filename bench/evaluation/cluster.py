@@ -33,6 +33,7 @@ import numpy.typing as npt
 from bench.evaluation.forecasts import HISTORY_HOURS, FloatArray, Forecaster
 from bench.evaluation.trace import HOUR, Trace
 from bench.evaluation.workload import Node, Pod
+from carbon_common import windows as shared_windows
 from deferral.annotations import DeferralSpec
 from deferral.capacity import Booking, Capacity
 from deferral.planner import (
@@ -79,6 +80,9 @@ class PolicySpec:
     forecaster: Forecaster | None = None
     label: str = ""
     runtimes: Runtimes = "annotated"
+    every_window: bool = False
+    """Capacity-aware planning over every hourly window of every zone, not only what /v1/best returns
+    (the global ties and each zone's best): an ablation of what a richer feed answer would give."""
 
 
 @dataclass(slots=True)
@@ -186,6 +190,7 @@ def plan_deferral(
     forecasts: ForecastCache | None,
     previous: Plan | None = None,
     capacity: Capacity | None = None,
+    every_window: bool = False,
 ) -> Plan | float:
     """The oracle's start (hours), or the plan the product's planner makes at `now` from a forecast."""
     latest = pod.arrival + pod.slack
@@ -205,8 +210,27 @@ def plan_deferral(
     if capacity is None:
         windows = best_windows(points, spec.duration, moment, spec.deadline)
         return plan_start(spec, moment, Forecast(windows, current=current), previous)
-    windows = feed_windows(points, spec.duration, moment, spec.deadline)
+    pick = all_windows if every_window else feed_windows
+    windows = pick(points, spec.duration, moment, spec.deadline)
     return plan_with_capacity(spec, moment, Forecast(windows, current=current), pod.cpu_m, capacity, previous)
+
+
+def all_windows(
+    points: Sequence[Point], duration: timedelta, start: datetime, deadline: datetime
+) -> list[Window]:
+    """Every window of `duration` in every zone (candidate starts: `start` and each point start)."""
+    by_zone: dict[str, list[shared_windows.Point]] = {}
+    for p in points:
+        by_zone.setdefault(p.zone, []).append(shared_windows.Point(p.start, p.end, p.intensity))
+    if duration <= timedelta(0) or deadline - duration < start:
+        return []
+    return [
+        Window(zone, w.start, w.end, w.intensity)
+        for zone, series in by_zone.items()
+        for w in shared_windows.rolling_windows(
+            series, duration, start, deadline, max_gap=timedelta(seconds=1)
+        )
+    ]
 
 
 def feed_windows(
@@ -290,7 +314,15 @@ def simulate(
             return None
         capacity = capacity_view(i) if policy.deferral == "capacity" else None
         decided = plan_deferral(
-            pod, now, trace, integrals, policy.deferral, forecasts, plans.get(i), capacity
+            pod,
+            now,
+            trace,
+            integrals,
+            policy.deferral,
+            forecasts,
+            plans.get(i),
+            capacity,
+            policy.every_window,
         )
         if not isinstance(decided, Plan):  # the oracle knows the future: one plan, kept
             if decided <= now + 1e-9:

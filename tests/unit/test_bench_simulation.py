@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from bench.evaluation import temporal
-from bench.evaluation.cluster import Integrals, PolicySpec, simulate
+from bench.evaluation.cluster import Deferral, Integrals, PolicySpec, simulate
 from bench.evaluation.forecasts import HISTORY_HOURS, FeedBaseline, NoisyTruth, SeasonalNaive
 from bench.evaluation.product import ProductScorer
 from bench.evaluation.trace import Trace
@@ -104,6 +104,30 @@ def test_oracle_deferral_waits_for_the_green_hour_and_forecast_deferral_uses_the
         20.0
     )  # the daily pattern repeats, so yesterday predicts today
     assert planned.wait_h == pytest.approx(17.0)
+
+
+def test_capacity_aware_deferral_spreads_instead_of_overflowing_into_the_dirty_zone() -> None:
+    hours = HISTORY_HOURS + 24 * 4
+    green = [g * 0.2 for g in _daily(hours, 100.0, 500.0, green_hour=3)]  # 20 at 03:00, else 100
+    trace = _trace([[500.0] * hours, green], ("DIRTY", "GREEN"))
+    nodes = [Node("g", "GREEN", 1000, 8192), Node("d", "DIRTY", 4000, 8192)]
+    arrival = HISTORY_HOURS + 10.0
+    pods = [Pod(f"p{i}", arrival, 1.0, 1000, 1024, slack=24.0) for i in range(4)]
+
+    def run(mode: Deferral, every_window: bool = False) -> float:
+        scorer = ProductScorer(trace, "relative")
+        spec = PolicySpec(mode, "extender", scorer, 10, mode, SeasonalNaive(), every_window=every_window)
+        result = simulate(trace, nodes, pods, spec)
+        assert result.pods == 4
+        return result.mean_intensity
+
+    # Capacity-blind: all four wait for GREEN's one core at 03:00; one gets it, three overflow (500).
+    assert run("forecast") == pytest.approx((20 + 3 * 500) / 4)
+    # Capacity-aware: one is planned into 03:00, one starts now in GREEN (100 beats any other window
+    # with room), the two left find no window with room greener than DIRTY now and start there.
+    assert run("capacity") == pytest.approx((20 + 100 + 2 * 500) / 4)
+    # With every hourly window as a candidate, they take GREEN's free hours instead.
+    assert run("capacity", every_window=True) < run("capacity")
 
 
 def test_integrals_average_partial_hours() -> None:
