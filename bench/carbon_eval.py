@@ -349,6 +349,7 @@ def run(cfg: Config, out_dir: Path, progress: Progress | None = None) -> dict[st
                 "method": "transportation LP over zone-hours (bench.evaluation.bound), SciPy HiGHS",
                 "variables": bound.variables,
                 "constraints": bound.constraints,
+                "formulation": bound.formulation,
             },
         },
         "targets": targets,

@@ -46,6 +46,23 @@ def test_a_pod_runs_contiguously_at_its_request() -> None:
     assert bound.grams == pytest.approx(600.0)
 
 
+def test_too_many_deferrable_pods_are_grouped_into_a_looser_bound() -> None:
+    values = np.array([[100.0, 500.0, 100.0, 500.0]])
+    pods = [Pod("a", 0.0, 2.0, 1000, 512, slack=2.0), Pod("b", 0.0, 1.0, 1000, 512)]
+    exact = capacity_bound(values, ("G",), _nodes(G=4), pods, W)
+    grouped = capacity_bound(values, ("G",), _nodes(G=4), pods, W, max_exact_columns=0)
+    assert (exact.formulation, grouped.formulation) == ("per-pod starts", "deferrable pods grouped")
+    assert exact.grams == pytest.approx(600.0 + 100.0)
+    # Grouped, the deferrable pod's two core-hours may take the two green hours (no contiguity).
+    assert grouped.grams == pytest.approx(200.0 + 100.0)
+    assert grouped.energy_kwh == pytest.approx(exact.energy_kwh) == pytest.approx(3.0)
+    # Capacity still binds per hour and a group still runs no faster than its request.
+    two = [Pod("a", 0.0, 1.0, 1000, 512, slack=1.0), Pod("b", 0.0, 1.0, 1000, 512, slack=1.0)]
+    tight = np.array([[300.0, 100.0, 900.0], [500.0, 500.0, 500.0]])
+    bound = capacity_bound(tight, ("G", "D"), _nodes(G=1, D=1), two, W, max_exact_columns=0)
+    assert bound.grams == pytest.approx(400.0)
+
+
 def test_candidate_starts_are_where_the_run_crosses_an_hour_boundary() -> None:
     pod = Pod("a", 0.25, 1.5, 1000, 512, slack=2.0)
     assert candidate_starts(pod) == [0.25, 0.5, 1.0, 1.5, 2.0, 2.25]
