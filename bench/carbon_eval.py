@@ -110,15 +110,15 @@ def _policies(trace: Trace, forecaster: Forecaster) -> list[tuple[str, str, Poli
         scorer = ProductScorer(trace, "relative")
         out.append(("defer", label, PolicySpec(name, "extender", scorer, 10, mode, forecaster)))
     ablation = PolicySpec(
-        "relative-w10-deferral-capacity-every-window",
+        "relative-w10-deferral-capacity-best-only",
         "extender",
         ProductScorer(trace, "relative"),
         10,
         "capacity",
         forecaster,
-        every_window=True,
+        best_only=True,
     )
-    out.append(("defer", "ours relative w10 + deferral, capacity-aware, every window (ablation)", ablation))
+    out.append(("defer", "ours relative w10 + deferral, capacity-aware, /v1/best only (ablation)", ablation))
     return out
 
 

@@ -7,11 +7,14 @@ deadline guard does not depend on the feed at all.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import orjson
@@ -19,7 +22,7 @@ import orjson
 from carbon_common.timeutil import format_rfc3339, parse_rfc3339
 from deferral.annotations import DeferralSpec
 from deferral.metrics import DeferralMetrics
-from deferral.planner import Forecast, Window
+from deferral.planner import Forecast, Point, Window, all_windows
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +83,13 @@ def parse_best(body: Any) -> Forecast:
     )
 
 
+def parse_forecast(zone: str, body: Any) -> list[Point]:
+    """The /v1/forecast/{zone} answer as points; ValueError naming the bad field otherwise."""
+    if not isinstance(body, Mapping) or not isinstance(body.get("forecast"), list):
+        raise ValueError("'forecast' is not a list")
+    return [Point(zone, w.start, w.end, w.intensity) for w in (_window(i, zone) for i in body["forecast"])]
+
+
 class FeedClient:
     def __init__(
         self,
@@ -88,12 +98,17 @@ class FeedClient:
         metrics: DeferralMetrics,
         zones: Sequence[str] = (),
         timeout: float = 5.0,
+        forecast_ttl: float = 300.0,
     ) -> None:
         self._session = session
-        self._url = base_url.rstrip("/") + "/v1/best"
+        self._base = base_url.rstrip("/")
+        self._url = self._base + "/v1/best"
         self._metrics = metrics
         self._zones = tuple(zones)
         self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._forecast_ttl = forecast_ttl
+        self._forecasts: dict[str, tuple[float, list[Point]]] = {}
+        """Zone -> (loop time fetched, points): one /v1/forecast call per zone per TTL, for all pods."""
 
     async def best(self, spec: DeferralSpec, now: datetime) -> tuple[Forecast | None, str]:
         """The forecast for this pod's span from now, or (None, why not)."""
@@ -127,7 +142,31 @@ class FeedClient:
             self._metrics.feed_requests.labels(outcome="no_forecast").inc()
             return forecast, f"no forecast covers the span: {reason or 'no reason given'}"
         self._metrics.feed_requests.labels(outcome="ok").inc()
-        return forecast, "ok"
+        zones = sorted(set(forecast.current) | {w.zone for w in forecast.windows})
+        series = await asyncio.gather(*(self._zone_points(zone) for zone in zones))
+        points = [point for zone_points in series for point in zone_points]
+        candidates = all_windows(points, spec.duration, start, deadline)
+        return replace(forecast, candidates=candidates), "ok"
+
+    async def _zone_points(self, zone: str) -> list[Point]:
+        """The zone's forecast (GET /v1/forecast/{zone}), cached; [] on any failure: the candidates
+        only widen capacity-aware planning, the best windows above still stand."""
+        clock = asyncio.get_running_loop().time()
+        cached = self._forecasts.get(zone)
+        if cached is not None and clock - cached[0] < self._forecast_ttl:
+            return cached[1]
+        url = f"{self._base}/v1/forecast/{quote(zone, safe='')}"
+        try:
+            async with self._session.get(url, timeout=self._timeout) as resp:
+                body = await resp.read()
+                if resp.status != 200:
+                    raise ValueError(f"HTTP {resp.status}")
+            points = parse_forecast(zone, orjson.loads(body))
+        except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as error:
+            log.debug("no zone forecast", extra={"zone": zone, "error": repr(error)})
+            points = []
+        self._forecasts[zone] = (clock, points)
+        return points
 
     def _fail(self, outcome: str, reason: str) -> tuple[None, str]:
         self._metrics.feed_requests.labels(outcome=outcome).inc()

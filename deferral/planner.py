@@ -56,6 +56,9 @@ class Forecast:
     current: Mapping[str, float] = field(default_factory=dict)
     """Intensity now per zone."""
     generated_at: datetime | None = None
+    candidates: Sequence[Window] = ()
+    """Other windows of the span (every forecast hour of every zone), for capacity-aware planning only:
+    when the best windows are full, these are where the pod can still go green."""
 
     def best_now(self) -> float | None:
         """The intensity the pod would get if released now (the extender picks the greenest zone)."""
@@ -193,7 +196,7 @@ def plan_with_capacity(
     free = room(blind.zone, blind.start)
     if free >= cpu_m:
         return replace(blind, capacity=f"{blind.zone}: {free}m CPU free for {cpu_m}m")
-    usable = [w for w in forecast.windows if w.start <= guard]
+    usable = [w for w in (*forecast.windows, *forecast.candidates) if w.start <= guard]
     fitting = [w for w in usable if room(w.zone, min(max(w.start, lower), guard)) >= cpu_m]
     now_options = sorted(
         (value, zone) for zone, value in forecast.current.items() if room(zone, lower) >= cpu_m
@@ -243,6 +246,24 @@ class Point:
     start: datetime
     end: datetime
     intensity: float
+
+
+def all_windows(
+    points: Sequence[Point], duration: timedelta, start: datetime, deadline: datetime
+) -> list[Window]:
+    """Every candidate window of every zone (carbon_common.windows.rolling_windows, zone by zone)."""
+    if duration <= timedelta(0) or deadline - duration < start:
+        return []
+    by_zone: dict[str, list[shared_windows.Point]] = {}
+    for point in points:
+        by_zone.setdefault(point.zone, []).append(
+            shared_windows.Point(point.start, point.end, point.intensity)
+        )
+    return [
+        Window(zone, w.start, w.end, w.intensity)
+        for zone, series in by_zone.items()
+        for w in shared_windows.rolling_windows(series, duration, start, deadline, max_gap=_MAX_GAP)
+    ]
 
 
 def best_windows(

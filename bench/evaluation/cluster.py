@@ -33,7 +33,6 @@ import numpy.typing as npt
 from bench.evaluation.forecasts import HISTORY_HOURS, FloatArray, Forecaster
 from bench.evaluation.trace import HOUR, Trace
 from bench.evaluation.workload import Node, Pod
-from carbon_common import windows as shared_windows
 from deferral.annotations import DeferralSpec
 from deferral.capacity import Booking, Capacity
 from deferral.planner import (
@@ -41,6 +40,7 @@ from deferral.planner import (
     Plan,
     Point,
     Window,
+    all_windows,
     best_windows,
     plan_start,
     plan_with_capacity,
@@ -80,9 +80,9 @@ class PolicySpec:
     forecaster: Forecaster | None = None
     label: str = ""
     runtimes: Runtimes = "annotated"
-    every_window: bool = False
-    """Capacity-aware planning over every hourly window of every zone, not only what /v1/best returns
-    (the global ties and each zone's best): an ablation of what a richer feed answer would give."""
+    best_only: bool = False
+    """Capacity-aware planning on the /v1/best answer alone (the global ties and each zone's best), without
+    the per-zone forecasts the controller reads for its other candidates: an ablation."""
 
 
 @dataclass(slots=True)
@@ -190,7 +190,7 @@ def plan_deferral(
     forecasts: ForecastCache | None,
     previous: Plan | None = None,
     capacity: Capacity | None = None,
-    every_window: bool = False,
+    best_only: bool = False,
 ) -> Plan | float:
     """The oracle's start (hours), or the plan the product's planner makes at `now` from a forecast."""
     latest = pod.arrival + pod.slack
@@ -210,27 +210,11 @@ def plan_deferral(
     if capacity is None:
         windows = best_windows(points, spec.duration, moment, spec.deadline)
         return plan_start(spec, moment, Forecast(windows, current=current), previous)
-    pick = all_windows if every_window else feed_windows
-    windows = pick(points, spec.duration, moment, spec.deadline)
-    return plan_with_capacity(spec, moment, Forecast(windows, current=current), pod.cpu_m, capacity, previous)
-
-
-def all_windows(
-    points: Sequence[Point], duration: timedelta, start: datetime, deadline: datetime
-) -> list[Window]:
-    """Every window of `duration` in every zone (candidate starts: `start` and each point start)."""
-    by_zone: dict[str, list[shared_windows.Point]] = {}
-    for p in points:
-        by_zone.setdefault(p.zone, []).append(shared_windows.Point(p.start, p.end, p.intensity))
-    if duration <= timedelta(0) or deadline - duration < start:
-        return []
-    return [
-        Window(zone, w.start, w.end, w.intensity)
-        for zone, series in by_zone.items()
-        for w in shared_windows.rolling_windows(
-            series, duration, start, deadline, max_gap=timedelta(seconds=1)
-        )
-    ]
+    windows = feed_windows(points, spec.duration, moment, spec.deadline)
+    # As deferral.feed: the /v1/best windows, plus every window of every zone's forecast as candidates.
+    others = [] if best_only else all_windows(points, spec.duration, moment, spec.deadline)
+    forecast = Forecast(windows, current=current, candidates=others)
+    return plan_with_capacity(spec, moment, forecast, pod.cpu_m, capacity, previous)
 
 
 def feed_windows(
@@ -322,7 +306,7 @@ def simulate(
             forecasts,
             plans.get(i),
             capacity,
-            policy.every_window,
+            policy.best_only,
         )
         if not isinstance(decided, Plan):  # the oracle knows the future: one plan, kept
             if decided <= now + 1e-9:

@@ -46,6 +46,14 @@ class FakeFeed:
         self.current: dict[str, float] = {"DE": 400.0, "FR": 300.0}
         self.status = 200
         self.queries: list[dict[str, str]] = []
+        self.forecasts: dict[str, list[dict[str, Any]]] = {}
+        """/v1/forecast/{zone} points per zone; a zone not here answers 404."""
+
+    async def forecast(self, request: web.Request) -> web.Response:
+        zone = request.match_info["zone"]
+        if zone not in self.forecasts:
+            return web.json_response({"error": f"unknown zone {zone!r}"}, status=404)
+        return web.json_response({"zone": zone, "forecast": self.forecasts[zone]})
 
     async def best(self, request: web.Request) -> web.Response:
         self.queries.append(dict(request.query))
@@ -76,6 +84,7 @@ async def feed(aiohttp_server: ServerFactory) -> tuple[FakeFeed, str]:
     fake = FakeFeed()
     app = web.Application()
     app.router.add_get("/v1/best", fake.best)
+    app.router.add_get("/v1/forecast/{zone}", fake.forecast)
     server = await aiohttp_server(app)
     return fake, str(server.make_url("/"))
 
@@ -593,3 +602,40 @@ async def test_a_running_pod_fills_the_green_zone_and_waiting_would_be_dirtier_t
     assert plan.zone == "DE"
     assert plan.capacity is not None
     assert "beats DE now" in plan.capacity
+
+
+async def test_a_full_green_hour_sends_the_pod_to_the_zones_next_green_hour_from_its_forecast(
+    fake_kube: FakeKube, feed: tuple[FakeFeed, str], start: Callable[..., Awaitable[Running]]
+) -> None:
+    fake_feed, url = feed
+    now = utcnow().replace(microsecond=0)
+    best = now + timedelta(minutes=10)
+    # /v1/best: FR's best window (80) in 10 min. FR's forecast also has 90 in 70 min; DE is at 200.
+    fake_feed.windows = _windows(best, FR=80.0, DE=200.0)
+    fake_feed.current = {"DE": 400.0, "FR": 300.0}
+    fake_feed.forecasts["FR"] = [
+        {
+            "start": (best + timedelta(hours=h)).isoformat(),
+            "end": (best + timedelta(hours=h + 1)).isoformat(),
+            "intensity": value,
+        }
+        for h, value in enumerate([80.0, 90.0, 300.0])
+    ]
+    fake_kube.add_node("fr-1", labels={P + "zone": "FR"}, status={"allocatable": {"cpu": "1"}})
+    fake_kube.add_node("de-1", labels={P + "zone": "DE"}, status={"allocatable": {"cpu": "8"}})
+    for i in range(2):
+        fake_kube.add_pod(
+            "batch",
+            f"job-{i}",
+            annotations=deferral_notes(now + timedelta(hours=6), "1h"),
+            scheduling_gates=[GATE],
+            cpu="1",
+        )
+    await start(url, nodes=True)
+    await eventually(lambda: all(plan_of(fake_kube, f"job-{i}") is not None for i in range(2)))
+    plans = sorted(
+        ((p.start, p.zone, p.intensity_then) for i in range(2) if (p := plan_of(fake_kube, f"job-{i}"))),
+        key=lambda t: t[0],
+    )
+    # One gets FR's best hour; FR has one core, so the other takes FR's next hour (90), not DE (200).
+    assert plans == [(best, "FR", 80.0), (best + timedelta(hours=1), "FR", 90.0)]

@@ -66,7 +66,7 @@ def test_every_policy_ran_the_same_pods_and_ours_saves_carbon(result: tuple[dict
     assert isinstance(cluster, dict)
     rows = {r["policy"]: r for r in cluster["policies"]}
     expected = {"zone-agnostic", "oracle-spatial", "relative-w10-deferral", "optimum-lp"}
-    expected |= {"relative-w10-deferral-capacity", "relative-w10-deferral-capacity-every-window"}
+    expected |= {"relative-w10-deferral-capacity", "relative-w10-deferral-capacity-best-only"}
     expected |= {f"{s}-w{w}" for s in ("relative", "absolute") for w in (1, 5, 10)}
     assert set(rows) == expected
     assert len({r["pods"] for r in rows.values()}) == 1
