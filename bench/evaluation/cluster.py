@@ -12,6 +12,9 @@ What it models, and why:
 - Deferred pods hold no capacity while they wait (they are gated), then go through the same scheduler.
   Like the product's controller, a waiting pod is re-planned from a fresh forecast at every hour (the
   trace's resolution) and released as soon as its current plan says "start now" or its guard is due.
+  Capacity-aware planning sees what the controller sees: each zone's allocatable CPU, the running pods
+  (until their end when their run time is annotated, i.e. deferrable pods; on and on otherwise) and
+  the other waiting pods' plans.
 - Energy is proportional to requested CPU (``WATTS_PER_CORE``); a pod's emissions are that energy times
   the zone's actual mean intensity over its run. Only ratios between policies matter, so the power
   constant cancels out of every reduction reported.
