@@ -12,10 +12,11 @@ beside it, and the year is also split into the forecaster's training half and th
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from bench.evaluation.forecasts import HISTORY_HOURS, FeedBaseline, Forecaster, 
 from bench.evaluation.machine import machine_info
 from bench.evaluation.product import ProductScorer
 from bench.evaluation.progress import Progress
-from bench.evaluation.trace import Trace, TraceError, load_csv
+from bench.evaluation.trace import HOUR, Trace, TraceError, load_csv
 from bench.evaluation.workload import (
     ClusterSpec,
     Node,
@@ -69,6 +70,8 @@ class Config:
     cluster_days: float = 56.0
     cluster_offset_days: float = 0.0
     """Start of the simulated period, in days after the first forecastable hour."""
+    cluster_start: datetime | None = None
+    """Start of the simulated period as a UTC time (`--start-date`); wins over cluster_offset_days."""
     arrivals_per_hour: float = 20.0
     deferrable_fraction: float = 0.3
     utilisation: float = 0.5
@@ -177,12 +180,11 @@ def _temporal_entry(
 
 def run(cfg: Config, out_dir: Path, progress: Progress | None = None) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
-    zones_hint = len(cfg.zones) or 9
-    sweep_units = len(cfg.sweep_slacks) * zones_hint
     bar = progress or Progress("carbon", 1)
-    bar.add_total(4 * zones_hint + sweep_units + 11 * 20)
+    bar.add_total(11 * 20)  # the cluster policies; the per-zone work is counted once the trace is read
     bar.note("loading trace")
     trace = load_trace(cfg, bar)
+    bar.add_total((4 + len(cfg.sweep_slacks)) * len(trace.zones))
     started = utcnow()
 
     # --- temporal only ---
@@ -219,7 +221,7 @@ def run(cfg: Config, out_dir: Path, progress: Progress | None = None) -> dict[st
         sweep.append({"slack_h": slack, **temporal.summarize(shifts)})
 
     # --- cluster ---
-    first = HISTORY_HOURS + int(cfg.cluster_offset_days * 24)
+    first = cluster_first_hour(cfg, trace)
     sim_hours = cfg.cluster_days * 24
     # Room after the last arrival for the longest run, its slack and a queue.
     needed = first + int(sim_hours) + cfg.slack_hours + 24 + 48
@@ -314,7 +316,16 @@ def run(cfg: Config, out_dir: Path, progress: Progress | None = None) -> dict[st
         "generatedAt": format_rfc3339(started),
         "quick": cfg.quick,
         "machine": machine_info(),
-        "config": {k: (list(map(str, v)) if k == "trace_paths" else v) for k, v in asdict(cfg).items()},
+        "config": {
+            k: (
+                list(map(str, v))
+                if k == "trace_paths"
+                else format_rfc3339(v)
+                if isinstance(v, datetime)
+                else v
+            )
+            for k, v in asdict(cfg).items()
+        },
         "trace": {
             "source": trace.source,
             "zones": list(trace.zones),
@@ -362,6 +373,28 @@ def run(cfg: Config, out_dir: Path, progress: Progress | None = None) -> dict[st
     if progress is None:
         bar.close()
     return doc
+
+
+def cluster_first_hour(cfg: Config, trace: Trace) -> int:
+    """The trace hour the cluster period starts at: `cluster_start` (whole hours) if set, else the
+    first forecastable hour plus `cluster_offset_days`. TraceError when it leaves the feed's baseline
+    less than its history or lies outside the trace."""
+    if cfg.cluster_start is None:
+        return HISTORY_HOURS + int(cfg.cluster_offset_days * 24)
+    hour = math.floor((cfg.cluster_start - trace.start) / HOUR)
+    earliest = trace.time_of(HISTORY_HOURS)
+    if hour < HISTORY_HOURS:
+        raise TraceError(
+            f"--start-date {cfg.cluster_start:%Y-%m-%d}: the feed's baseline needs "
+            f"{HISTORY_HOURS // 24} days of history first; the earliest start in this trace is "
+            f"{format_rfc3339(earliest)}"
+        )
+    if hour >= trace.hours:
+        raise TraceError(
+            f"--start-date {cfg.cluster_start:%Y-%m-%d} is after the trace's end "
+            f"({format_rfc3339(trace.time_of(trace.hours - 1))})"
+        )
+    return hour
 
 
 def _bound_result(bound: Bound, pods: int) -> SimResult:
@@ -513,10 +546,28 @@ def replot(out_dir: Path) -> list[str]:
     return _plots(out_dir, title, doc["cluster"]["policies"], doc["slack_sweep"])
 
 
+def _utc_date(text: str) -> datetime:
+    try:
+        day = datetime.strptime(text, "%Y-%m-%d")
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD") from None
+    return day.replace(tzinfo=UTC)
+
+
 def parse_args(argv: Sequence[str] | None) -> tuple[Config, Path, bool]:
     parser = argparse.ArgumentParser(prog="python -m bench.carbon_eval", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes for smoke runs (about a minute)")
-    parser.add_argument("--out", type=Path, default=Path("bench/results"), help="output directory")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path(".cache/carbon_eval"),
+        help="output directory (default .cache/carbon_eval; `make bench` writes bench/results)",
+    )
+    parser.add_argument(
+        "--start-date",
+        type=_utc_date,
+        help="start of the cluster period, YYYY-MM-DD (UTC; default: once the feed has its history)",
+    )
     parser.add_argument(
         "--trace",
         type=Path,
@@ -547,6 +598,8 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Config, Path, bool]:
     )
     if args.cluster_days is not None:
         cfg = replace(cfg, cluster_days=args.cluster_days)
+    if args.start_date is not None:
+        cfg = replace(cfg, cluster_start=args.start_date)
     return cfg, args.out, args.replot
 
 

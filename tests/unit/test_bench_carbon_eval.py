@@ -3,6 +3,7 @@ together (structure and sanity, never timings)."""
 
 from __future__ import annotations
 
+import io
 import math
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -169,3 +170,52 @@ def test_temporal_entry_splits_the_year_on_the_first_of_july(tmp_path: Path) -> 
     assert min(train["reduction"], held["reduction"]) <= whole["reduction"] + 1e-9
     assert whole["reduction"] <= max(train["reduction"], held["reduction"]) + 1e-9
     assert set(entry["train"]["fraction_of_oracle_by_zone"]) == {"Z"}
+
+
+def test_cli_writes_to_the_cache_unless_told_and_takes_a_start_date() -> None:
+    cfg, out, _ = carbon_eval.parse_args([])
+    assert out == Path(".cache/carbon_eval")  # committed results change only through `make bench`
+    assert cfg.cluster_start is None
+    cfg, _, _ = carbon_eval.parse_args(["--start-date", "2019-03-01"])
+    assert cfg.cluster_start == datetime(2019, 3, 1, tzinfo=UTC)
+    with pytest.raises(SystemExit):
+        carbon_eval.parse_args(["--start-date", "1 March"])
+
+
+def test_start_date_picks_the_cluster_period_and_refuses_one_without_history(tmp_path: Path) -> None:
+    trace = carbon_eval.load_csv([_synthetic_trace(tmp_path / "t.csv", days=HISTORY_HOURS // 24 + 6)])
+    later = trace.time_of(HISTORY_HOURS + 30)
+    cfg = carbon_eval.Config(cluster_start=later)
+    assert carbon_eval.cluster_first_hour(cfg, trace) == HISTORY_HOURS + 30
+    assert carbon_eval.cluster_first_hour(carbon_eval.Config(), trace) == HISTORY_HOURS
+    with pytest.raises(carbon_eval.TraceError, match="needs 22 days of history first"):
+        carbon_eval.cluster_first_hour(carbon_eval.Config(cluster_start=trace.start), trace)
+    with pytest.raises(carbon_eval.TraceError, match="after the trace's end"):
+        carbon_eval.cluster_first_hour(carbon_eval.Config(cluster_start=later + timedelta(days=30)), trace)
+
+
+def test_cli_reports_a_start_date_without_history_without_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trace = _synthetic_trace(tmp_path / "t.csv", days=HISTORY_HOURS // 24 + 6)
+    args = ["--quick", "--trace", str(trace), "--start-date", "2019-03-02", "--out", str(tmp_path / "o")]
+    assert carbon_eval.main(args) == 2
+    assert "needs 22 days of history first" in capsys.readouterr().err
+
+
+def test_progress_counts_the_zones_actually_run(tmp_path: Path) -> None:
+    trace = _synthetic_trace(tmp_path / "t.csv", days=HISTORY_HOURS // 24 + 6)
+    bar = carbon_eval.Progress("carbon", 0, stream=io.StringIO())
+    cfg = carbon_eval.Config(
+        quick=True,
+        trace_paths=(trace,),
+        temporal_stride=24,
+        sweep_slacks=(4,),
+        sweep_stride=48,
+        cluster_days=0.5,
+        arrivals_per_hour=2.0,
+    )
+    carbon_eval.run(cfg, tmp_path / "o", progress=bar)
+    # The trace's three zones: 4 temporal units and 1 sweep unit each, plus the cluster policies (it
+    # used to assume 9 zones when --zones was not given).
+    assert bar.total == pytest.approx(11 * 20 + (4 + 1) * 3)
