@@ -33,6 +33,9 @@ HOUR = timedelta(hours=1)
 # Gaps up to a day are interpolated linearly (ENTSO-E 2019 has 6 h gaps in ES and FR and a 24 h one in
 # NL); longer ones would invent a grid state, so they are an error and the user must trim the trace.
 MAX_FILLED_GAP_HOURS = 24
+# A zone that needs more of its hours invented than this is an error, not a silent fill: the results
+# would describe the interpolation rather than the grid.
+MAX_FILLED_SHARE = 0.05
 MAX_PLAUSIBLE_INTENSITY = 2500.0
 Basis = str  # "lca" | "direct" (Electricity Maps exports carry both)
 
@@ -171,6 +174,7 @@ def build_trace(
     filled = 0
     for row, zone in enumerate(chosen):
         series = points[zone]
+        zone_filled = 0
         known: list[int] = []
         for h in range(hours):
             bucket = series.get(start + h * HOUR)
@@ -191,7 +195,14 @@ def build_trace(
             values[row, before + 1 : after] = np.interp(
                 np.arange(before + 1, after), [before, after], [values[row, before], values[row, after]]
             )
-            filled += gap
+            zone_filled += gap
+        if zone_filled > MAX_FILLED_SHARE * hours:
+            raise TraceError(
+                f"{source}: zone {zone} needs {zone_filled} of its {hours} h interpolated "
+                f"({zone_filled / hours:.1%}, more than {MAX_FILLED_SHARE:.0%}); use a more complete trace "
+                "or drop the zone"
+            )
+        filled += zone_filled
     return Trace(start=start, zones=tuple(chosen), values=values, source=source, filled_hours=filled)
 
 

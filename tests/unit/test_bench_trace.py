@@ -52,14 +52,30 @@ def test_sub_hourly_points_average_into_their_hour(tmp_path: Path) -> None:
     assert load_csv([csv]).values.tolist() == [[150.0, 300.0]]
 
 
+def _hours(zone: str, hours: range, value: float = 500.0) -> str:
+    return "".join(f"2019-01-{1 + h // 24:02d}T{h % 24:02d}:00:00Z,{zone},{value}\n" for h in hours)
+
+
 def test_short_gap_is_interpolated_and_counted(tmp_path: Path) -> None:
     csv = _write(
         tmp_path / "t.csv",
-        "datetime,zone,intensity\n2019-01-01T00:00:00Z,NL,100\n2019-01-01T03:00:00Z,NL,400\n",
+        "datetime,zone,intensity\n2019-01-01T00:00:00Z,NL,100\n2019-01-01T03:00:00Z,NL,400\n"
+        + _hours("NL", range(4, 40)),
     )
     trace = load_csv([csv])
-    assert trace.values.tolist() == [[100.0, 200.0, 300.0, 400.0]]
+    assert trace.values.tolist()[0][:4] == [100.0, 200.0, 300.0, 400.0]
     assert trace.filled_hours == 2
+
+
+def test_a_zone_needing_more_than_5_percent_interpolated_is_an_error_naming_zone_and_share(
+    tmp_path: Path,
+) -> None:
+    # 40 hours, every 10th missing (4 h, 10 %) in NL; DE complete.
+    rows = _hours("NL", range(0, 40, 1)).splitlines(keepends=True)
+    nl = "".join(row for h, row in enumerate(rows) if h % 10 != 5)
+    csv = _write(tmp_path / "t.csv", "datetime,zone,intensity\n" + nl + _hours("DE", range(40)))
+    with pytest.raises(TraceError, match=r"zone NL needs 4 of its 40 h interpolated \(10.0%, more than 5%\)"):
+        load_csv([csv])
 
 
 def test_gap_longer_than_a_day_is_an_error_naming_zone_and_time(tmp_path: Path) -> None:
