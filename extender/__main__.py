@@ -13,100 +13,48 @@ import os
 import signal
 import ssl
 import sys
-import types
-import typing
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import MISSING, fields
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from carbon_common.jsonlog import setup_logging
 from carbon_common.serving import ServingLimits, make_runner, start_site
+from carbon_common.settings import ConfigError, parse, parser_for, report
 from extender.app import Binder, Service, create_app, create_ops_app
 from extender.carbon import CarbonState, FeedPoller, SnapshotFileWatcher
 from extender.metrics import ExtenderMetrics
 from extender.nodes import NodeLookup
-from extender.settings import ENV_PREFIX, EventLoop, ExtenderSettings, field_docs, validate
+from extender.settings import ENV_PREFIX, EventLoop, ExtenderSettings, validate
 from extender.zones import RegionMapError, ZoneResolver, load_region_map
 
 log = logging.getLogger("extender")
 
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
+PROG = "carbon-extender"
+DESCRIPTION = (
+    "Carbon-aware kube-scheduler extender (extender protocol v1: filter, prioritize, bind, preempt). "
+    "Every flag can also be set with the environment variable shown."
+)
+SettingsError = ConfigError  # the name callers and tests have used
 
 
-class SettingsError(ValueError):
-    pass
-
-
-def _bool(text: str) -> bool:
-    value = text.strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise ValueError(f"expected true or false, got {text!r}")
-
-
-def _field_type(tp: Any) -> tuple[Callable[[str], Any], tuple[str, ...] | None, bool]:
-    """(converter, choices, optional) for a settings annotation such as `Path | None` or a Literal."""
-    optional = False
-    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        optional, tp = True, args[0]
-    if typing.get_origin(tp) is typing.Literal:
-        choices = tuple(str(c) for c in typing.get_args(tp))
-        return str, choices, optional
-    if tp is bool:
-        return _bool, None, optional
-    if tp in (int, float, str, Path):
-        return typing.cast(Callable[[str], Any], tp), None, optional
-    raise TypeError(f"unsupported settings type {tp!r}")
-
-
-def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
-    env = os.environ if env is None else env
-    hints = typing.get_type_hints(ExtenderSettings)
-    docs = field_docs()
-    parser = argparse.ArgumentParser(
-        prog="carbon-extender",
-        description="Carbon-aware kube-scheduler extender (extender protocol v1: filter, prioritize, "
-        "bind, preempt). Every flag can also be set with the environment variable shown.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    for f in fields(ExtenderSettings):
-        convert, choices, optional = _field_type(hints[f.name])
-        flag = "--" + f.name.replace("_", "-")
-        env_name = ENV_PREFIX + f.name.upper()
-        default = f.default if f.default is not MISSING else None
-        if env_name in env:
-            raw = env[env_name]
-            try:
-                default = None if optional and raw == "" else convert(raw)
-            except ValueError as exc:
-                raise SettingsError(f"{env_name}={raw!r}: {exc}") from None
-            if choices is not None and default not in choices:
-                raise SettingsError(f"{env_name}={raw!r}: expected one of {', '.join(choices)}")
-        help_text = f"{docs.get(f.name, '')} [env {env_name}]".strip()
-        if convert is _bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_text)
-        else:
-            parser.add_argument(flag, type=convert, choices=choices, default=default, help=help_text)
-    return parser
+def build_parser() -> argparse.ArgumentParser:
+    return parser_for(ExtenderSettings, ENV_PREFIX, PROG, DESCRIPTION)
 
 
 def parse_settings(
     argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
 ) -> ExtenderSettings:
-    """Settings from flags over environment over defaults; raises SettingsError listing every problem."""
-    namespace = build_parser(env).parse_args(argv)
-    settings = ExtenderSettings(**vars(namespace))
-    problems = validate(settings)
-    if problems:
-        raise SettingsError("; ".join(problems))
-    return settings
+    """Settings from flags over environment over defaults; raises ConfigError listing every problem."""
+    return parse(
+        ExtenderSettings,
+        ENV_PREFIX,
+        argv,
+        os.environ if env is None else env,
+        prog=PROG,
+        description=DESCRIPTION,
+        validate=validate,
+    )
 
 
 async def serve(settings: ExtenderSettings, stop: asyncio.Event | None = None) -> None:
@@ -224,9 +172,8 @@ def event_loop_factory(choice: EventLoop) -> Callable[[], asyncio.AbstractEventL
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = parse_settings(argv)
-    except SettingsError as exc:
-        print(f"carbon-extender: {exc}", file=sys.stderr)
-        return 2
+    except ConfigError as exc:
+        return report(PROG, exc)
     setup_logging(settings.log_level)
     try:
         loop_factory = event_loop_factory(settings.event_loop)

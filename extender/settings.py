@@ -1,19 +1,18 @@
 """Typed settings of the extender, with their documented defaults.
 
 Every field is a CLI flag (``--max-data-age``) and an environment variable (``CARBON_EXTENDER_MAX_DATA_AGE``);
-``extender.__main__`` builds the parser from this dataclass so the three never drift apart.
+``extender.__main__`` builds the parser from this dataclass (carbon_common.settings), with each field's
+docstring as its --help, so the three never drift apart.
 """
 
 from __future__ import annotations
 
-import ast
-import inspect
-import itertools
 import math
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import Literal
+
+from carbon_common.settings import check_log_level
 
 ScoringMode = Literal["relative", "absolute"]
 CapUnknown = Literal["allow", "deny"]
@@ -102,26 +101,6 @@ class ExtenderSettings:
 
 
 ENV_PREFIX = "CARBON_EXTENDER_"
-LOG_LEVELS = ("debug", "info", "warning", "error")
-
-
-@cache
-def field_docs() -> dict[str, str]:
-    """The docstring under each field, read from this module's source (Python keeps no attribute
-    docstrings at runtime); `--help` shows them so the flags and their documentation never drift."""
-    tree = ast.parse(inspect.getsource(ExtenderSettings))
-    docs: dict[str, str] = {}
-    body = tree.body[0].body  # type: ignore[attr-defined]
-    for node, following in itertools.pairwise(body):
-        if (
-            isinstance(node, ast.AnnAssign)
-            and isinstance(node.target, ast.Name)
-            and isinstance(following, ast.Expr)
-            and isinstance(following.value, ast.Constant)
-            and isinstance(following.value.value, str)
-        ):
-            docs[node.target.id] = " ".join(following.value.value.split())
-    return docs
 
 
 def validate(settings: ExtenderSettings) -> list[str]:
@@ -166,8 +145,7 @@ def validate(settings: ExtenderSettings) -> list[str]:
         problems.append(f"--scoring must be relative or absolute, got {s.scoring!r}")
     if s.cap_unknown not in ("allow", "deny"):
         problems.append(f"--cap-unknown must be allow or deny, got {s.cap_unknown!r}")
-    if s.log_level.lower() not in LOG_LEVELS:
-        problems.append(f"--log-level must be one of {', '.join(LOG_LEVELS)}, got {s.log_level!r}")
+    problems += check_log_level(s.log_level, "--log-level")
     if not s.zone_label or not s.annotation_prefix:
         problems.append("--zone-label and --annotation-prefix must not be empty")
     return problems

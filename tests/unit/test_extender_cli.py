@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from carbon_common.settings import field_docs
 from extender.__main__ import SettingsError, build_parser, event_loop_factory, main, parse_settings
-from extender.settings import ExtenderSettings, field_docs
+from extender.settings import ExtenderSettings
 
 
 def test_defaults_match_the_dataclass() -> None:
@@ -17,8 +18,8 @@ def test_defaults_match_the_dataclass() -> None:
 
 
 def test_every_field_has_a_flag_env_var_and_help() -> None:
-    text = build_parser({}).format_help()
-    docs = field_docs()
+    text = build_parser().format_help()
+    docs = field_docs(ExtenderSettings)
     for f in fields(ExtenderSettings):
         assert "--" + f.name.replace("_", "-") in text
         assert "CARBON_EXTENDER_" + f.name.upper() in text
