@@ -17,7 +17,8 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 from carbon_common.timeutil import format_rfc3339, parse_duration, parse_rfc3339
 from carbon_common.windows import Point, Window, best_windows
 from carbon_feed.model import Reading
-from carbon_feed.service import FeedService, ZoneView, readiness, reading_age
+from carbon_feed.service import FeedService
+from carbon_feed.view import ZoneView, readiness, reading_age
 
 log = logging.getLogger(__name__)
 

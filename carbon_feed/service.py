@@ -1,108 +1,47 @@
-"""The feed's engine: refresh loops per provider, the store, forecasts and the snapshot.
+"""The feed's engine: one refresh loop per provider, each round ingesting into the store and then
+rebuilding and publishing the view.
 
-The in-memory view (`FeedState`) is rebuilt from the store after every refresh, so what the API and the
-snapshot file show is always what survived a commit: after a crash or restart the same rebuild runs
-first, from the store alone, and the snapshot is written before any provider is contacted.
-
-Zone policy (one reading per zone in the snapshot): the freshest *average* reading wins, a marginal one
-only when no provider gives an average for the zone (the two are not comparable: a grid mean against the
-marginal plant's emissions); index signals (percentiles) never enter the snapshot. A zone whose newest
-reading ended more than `stale_after_seconds` ago is left out of the snapshot rather than guessed; the
-API still shows it, marked stale, with its age.
+The in-memory view (`FeedState`, built by carbon_feed.view) is rebuilt from the store after every
+refresh, so what the API and the snapshot file show is always what survived a commit: after a crash or
+restart the same rebuild runs first, from the store alone, and the snapshot is written before any
+provider is contacted. The parts: carbon_feed.ingest (fetch, guard, store), carbon_feed.view (the pure
+view), carbon_feed.forecast_publisher (each zone's forecast, baselines stored), carbon_feed.publish (the
+snapshot file and gauges) and carbon_feed.housekeeping (pruning and statistics on their schedules).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
-import math
-import os
 import random
 import sqlite3
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import aiohttp
 
-from carbon_common import snapshot as contract
-from carbon_common.snapshot import (
-    MAX_PERIOD_SECONDS,
-    MAX_PLAUSIBLE_INTENSITY,
-    ForecastPoint,
-    Snapshot,
-    ZoneReading,
-    encode_snapshot,
-    write_snapshot_atomic,
-)
 from carbon_common.tasks import cancel_and_wait
 from carbon_common.timeutil import utcnow
 from carbon_feed.config import ConfigError, FeedSettings, ProviderConfig
-from carbon_feed.forecast import (
-    BASELINE,
-    HISTORY_DAYS,
-    LEAD_BUCKETS,
-    ForecastValue,
-    baseline_forecast,
-    mape_by_bucket,
-)
+from carbon_feed.forecast import HISTORY_DAYS
+from carbon_feed.forecast_publisher import ForecastPublisher
+from carbon_feed.housekeeping import Housekeeping
 from carbon_feed.http import ProviderError, RateLimitedError
+from carbon_feed.ingest import ingest
 from carbon_feed.metrics import FeedMetrics
-from carbon_feed.model import Provider, Reading
+from carbon_feed.model import Provider
+from carbon_feed.publish import SnapshotPublisher, check_snapshot_file
 from carbon_feed.replay import ReplayProvider
 from carbon_feed.store import Store
 from carbon_feed.traces import TraceError
+from carbon_feed.view import FeedState, build_state, choose_zone_readings
 
 log = logging.getLogger(__name__)
 
-PRUNE_EVERY = timedelta(hours=1)
-ERRORS_EVERY = timedelta(minutes=10)
-ERROR_WINDOW = timedelta(days=7)
-COUNTS_EVERY = timedelta(minutes=1)
-# A reading further from now than this is a provider's unit or clock mistake (no forecast reaches a
-# year ahead, and history that old is pruned anyway). Unchecked, 9999-12-31 overflowed every rebuild.
-PLAUSIBLE_TIME_SPAN = timedelta(days=366)
 # After an unexpected exception a loop waits BACKOFF_BASE, doubling per failure in a row, at most its
 # interval: a bug does not spin the CPU, and the loop comes back on its own once the cause is gone.
 BACKOFF_BASE = 1.0
-
-
-@dataclass(frozen=True, slots=True)
-class ZoneView:
-    reading: Reading
-    fresh: bool
-    forecast: tuple[ForecastValue, ...] = ()
-    forecast_source: str | None = None
-    """The provider whose forecast this is, or "baseline"."""
-
-
-@dataclass(slots=True)
-class FeedState:
-    """What the API serves. Replaced as a whole (never mutated in place) after each rebuild."""
-
-    zones: dict[str, ZoneView] = field(default_factory=dict)
-    indexes: dict[str, Reading] = field(default_factory=dict)
-    snapshot: Snapshot | None = None
-    snapshot_bytes: bytes = b""
-    etag: str = ""
-    loaded: bool = False
-    """True once start-up read the store (before any provider is contacted)."""
-
-
-def readiness(state: FeedState) -> tuple[bool, str]:
-    """/readyz: ready means serving data, i.e. the snapshot holds at least one zone, fetched now or
-    restored from the store and still fresh. "Started" is not enough: a feed with no data would let
-    the extender score every node neutrally while every probe said all was well."""
-    if not state.loaded:
-        return False, "starting: the history store is not loaded yet"
-    if state.snapshot is not None and state.snapshot.zones:
-        return True, f"serving {len(state.snapshot.zones)} fresh zone(s)"
-    if state.zones:
-        return False, f"no fresh zone: all {len(state.zones)} known zone(s) are stale (see /v1/zones)"
-    return False, "no data: no provider has delivered a reading yet and the history store is empty"
 
 
 def build_provider(
@@ -116,79 +55,6 @@ def build_provider(
     from carbon_feed.providers import build_provider as build
 
     return build(config.kind, config.name, config.options, session, observer)
-
-
-def choose_zone_readings(latest: Sequence[Reading], order: Mapping[str, int]) -> dict[str, Reading]:
-    """One reading per zone: average beats marginal; then the newest; then the first provider listed."""
-
-    def rank(r: Reading) -> tuple[int, datetime, int]:
-        return (1 if r.signal == "average" else 0, r.start, -order.get(r.provider, len(order)))
-
-    chosen: dict[str, Reading] = {}
-    for reading in latest:
-        if reading.signal == "index":
-            continue
-        best = chosen.get(reading.zone)
-        if best is None or rank(reading) > rank(best):
-            chosen[reading.zone] = reading
-    return chosen
-
-
-def insane(reading: Reading, now: datetime) -> str | None:
-    """Why a reading must not be stored, or None. Providers validate already (carbon_feed.validate);
-    this is the store's own guard, so one buggy provider cannot poison the history."""
-    value = reading.value
-    upper = 100.0 if reading.signal == "index" else MAX_PLAUSIBLE_INTENSITY
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        return f"{reading.zone}: value {value!r} is not a finite number"
-    if not 0 <= value <= upper:
-        return f"{reading.zone}: value {value!r} is outside range 0..{upper:g}"
-    if reading.start.tzinfo is None or reading.period_seconds <= 0:
-        return f"{reading.zone}: bad time (naive start or non-positive period)"
-    if abs(reading.start - now) > PLAUSIBLE_TIME_SPAN or reading.period_seconds > MAX_PERIOD_SECONDS:
-        return f"{reading.zone}: bad time (start {reading.start.isoformat()} is implausibly far from now)"
-    return None
-
-
-def zone_reading(reading: Reading, forecast: tuple[ForecastPoint, ...] = ()) -> ZoneReading:
-    """The snapshot's view of a stored reading, periodSeconds included (the extender needs it to
-    measure age the same way)."""
-    return ZoneReading(
-        zone=reading.zone,
-        intensity=reading.value,
-        observed_at=reading.start,
-        source=reading.provider,
-        estimated=reading.estimated,
-        signal="marginal" if reading.signal == "marginal" else "average",
-        forecast=forecast,
-        period_seconds=float(reading.period_seconds),
-    )
-
-
-def reading_age(reading: Reading, now: datetime) -> float:
-    """Seconds since the end of the reading's period: the contract's one definition (snapshot.py)."""
-    return contract.reading_age(zone_reading(reading), now)
-
-
-def is_fresh(reading: Reading, now: datetime, stale_after: timedelta) -> bool:
-    """The contract's freshness (carbon_common.snapshot.is_fresh), so feed and extender agree."""
-    return contract.is_fresh(zone_reading(reading), now, stale_after.total_seconds())
-
-
-def build_snapshot(zones: Mapping[str, ZoneView], now: datetime) -> Snapshot:
-    """The contract object: fresh zones only, forecast points from the current period on."""
-    out: dict[str, ZoneReading] = {}
-    for name, view in zones.items():
-        r = view.reading
-        if not view.fresh or r.signal == "index" or not 0 <= r.value <= MAX_PLAUSIBLE_INTENSITY:
-            continue
-        points = tuple(
-            ForecastPoint(p.start, p.end, p.intensity)
-            for p in view.forecast
-            if p.end > now and p.end > p.start and 0 <= p.intensity <= MAX_PLAUSIBLE_INTENSITY
-        )
-        out[name] = zone_reading(r, points)
-    return Snapshot(generated_at=now, zones=out)
 
 
 class FeedService:
@@ -212,9 +78,14 @@ class FeedService:
         self._rebuild_lock = asyncio.Lock()
         self._session: aiohttp.ClientSession | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._last_prune = datetime.min.replace(tzinfo=utcnow().tzinfo)
-        self._last_errors = self._last_prune
-        self._last_counts = self._last_prune
+        self.forecasts = ForecastPublisher(self.store, settings.forecast_horizon_hours)
+        self.publisher = SnapshotPublisher(settings.snapshot_file, self.metrics)
+        self.housekeeping = Housekeeping(
+            self.store,
+            self.metrics,
+            timedelta(days=settings.retention_days),
+            lambda: [c.name for c, _ in self.providers],
+        )
         self.refreshes = 0
         # Provider name → seconds its last 429 asked us to wait (Retry-After); honoured by _loop.
         self._retry_after: dict[str, float] = {}
@@ -233,7 +104,7 @@ class FeedService:
                 extra={"retentionDays": self.settings.retention_days, "forecasterDays": HISTORY_DAYS},
             )
         try:
-            await asyncio.to_thread(self._check_snapshot_file)
+            await asyncio.to_thread(check_snapshot_file, self.settings.snapshot_file)
             await self._open_store()
             self._session = aiohttp.ClientSession()
             if self._given is not None:
@@ -261,23 +132,6 @@ class FeedService:
             self._tasks.append(
                 asyncio.create_task(self._loop(config, provider), name=f"refresh-{config.name}")
             )
-
-    def _check_snapshot_file(self) -> None:
-        """The extender reads this file: a path the feed can never write is a configuration error at
-        start, not an error logged after every refresh while the extender scores nodes neutrally."""
-        path = self.settings.snapshot_file
-        if not path:
-            return
-        key = "snapshot_file (--snapshot-file, CARBON_FEED_SNAPSHOT_FILE)"
-        target = Path(path)
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ConfigError(f"{key}: cannot create {target.parent}: {exc.strerror}") from None
-        if target.is_dir():
-            raise ConfigError(f"{key}: {target} is a directory")
-        if not os.access(target.parent, os.W_OK | os.X_OK):
-            raise ConfigError(f"{key}: cannot write to {target.parent}")
 
     async def _open_store(self) -> None:
         try:
@@ -349,14 +203,7 @@ class FeedService:
         # The providers bound their own retries; this outer limit only guards against a hung client.
         limit = min(600.0, max(30.0, 2 * self._interval(config)))
         try:
-            async with asyncio.timeout(limit):
-                result = await provider.fetch(config.zones, now)
-            problems = [(r, insane(r, now)) for r in result.readings]
-            readings = [r for r, why in problems if why is None]
-            dropped = [why for _, why in problems if why is not None]
-            for why in dropped:
-                log.warning("value rejected", extra={"provider": config.name, "reason": why})
-            written = await self.store.aput(readings, now)
+            ingested = await ingest(config.name, provider, config.zones, self.store, now, limit)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -372,13 +219,13 @@ class FeedService:
             return False
         self.metrics.fetches.labels(config.name, "ok").inc()
         self.metrics.fetch_seconds.labels(config.name).observe(time.monotonic() - started)
-        self.metrics.record_rejected(config.name, [*result.rejected, *dropped])
+        self.metrics.record_rejected(config.name, ingested.rejected)
         stamp = time.time()
-        for zone in {r.zone for r in readings if not r.forecast}:
+        for zone in {r.zone for r in ingested.readings if not r.forecast}:
             self.metrics.last_success.labels(config.name, zone).set(stamp)
         log.debug(
             "refreshed",
-            extra={"provider": config.name, "readings": len(readings), "written": written},
+            extra={"provider": config.name, "readings": len(ingested.readings), "written": ingested.written},
         )
         try:
             await self.rebuild()
@@ -394,126 +241,26 @@ class FeedService:
         return True
 
     # -- the view --------------------------------------------------------------------------------
-    async def _zone_forecast(
-        self, reading: Reading, now: datetime
-    ) -> tuple[tuple[ForecastValue, ...], str | None]:
-        since = now - timedelta(seconds=reading.period_seconds)
-        offered = await self.store.aforecast(reading.provider, reading.zone, reading.signal, since)
-        if offered:
-            values = tuple(
-                ForecastValue(p.start, p.start + timedelta(seconds=p.period_seconds), p.value)
-                for p in offered
-            )
-            return values, reading.provider
-        # No provider forecast: the baseline, built from this provider's own history of the zone.
-        history = await self.store.ahistory(
-            reading.zone, now - timedelta(days=HISTORY_DAYS), now + timedelta(hours=1), reading.signal
-        )
-        observations = [(h.start, h.value) for h in history if h.provider == reading.provider]
-        values = tuple(baseline_forecast(observations, self.settings.forecast_horizon_hours))
-        if not values:
-            return (), None
-        issued = reading.start  # one stored baseline per observed period, so reruns upsert, not pile up
-        await self.store.aput(
-            [
-                Reading(
-                    BASELINE,
-                    reading.zone,
-                    reading.signal,
-                    v.start,
-                    3600,
-                    v.intensity,
-                    True,
-                    None,
-                    True,
-                    issued,
-                )
-                for v in values
-            ],
-            now,
-        )
-        return values, BASELINE
-
     async def rebuild(self) -> None:
+        """Build the view from the store, publish it (file, gauges), then run the housekeeping due."""
         async with self._rebuild_lock:
             now = self.clock()
             latest = await self.store.alatest()
-            stale_after = timedelta(seconds=self.settings.stale_after_seconds)
             chosen = choose_zone_readings(latest, self._order)
-            zones: dict[str, ZoneView] = {}
-            for zone, reading in sorted(chosen.items()):
-                forecast, source = await self._zone_forecast(reading, now)
-                zones[zone] = ZoneView(reading, is_fresh(reading, now, stale_after), forecast, source)
-            indexes = {r.zone: r for r in latest if r.signal == "index"}
-            snapshot = build_snapshot(zones, now)
-            body = encode_snapshot(snapshot)
-            # The ETag ignores generatedAt: it changes only when the data does, so pollers get 304s.
-            content = encode_snapshot(
-                Snapshot(generated_at=datetime.fromtimestamp(0, now.tzinfo), zones=snapshot.zones)
-            )
-            etag = '"' + hashlib.sha256(content).hexdigest()[:32] + '"'
-            self.state = FeedState(zones, indexes, snapshot, body, etag, self.state.loaded)
-            await self._write_snapshot(snapshot)
-            self._update_metrics(zones, indexes, now)
+            forecasts = {
+                zone: await self.forecasts.forecast_for(r, now) for zone, r in sorted(chosen.items())
+            }
+            stale_after = timedelta(seconds=self.settings.stale_after_seconds)
+            self.state = build_state(latest, chosen, forecasts, now, stale_after, self.state.loaded)
+            await self.publisher.publish(self.state, now)
             try:
-                await self._housekeeping(now)
+                await self.housekeeping.run(now)
             except Exception:
                 # Pruning or statistics failing must not hide fresh data; each retries on its own
                 # schedule (hourly, every 10 min, every minute).
                 self.metrics.loop_errors.labels("housekeeping").inc()
                 log.exception("housekeeping failed; retrying on its schedule")
 
-    async def _write_snapshot(self, snapshot: Snapshot) -> None:
-        path = self.settings.snapshot_file
-        if not path:
-            return
-        try:
-            await asyncio.to_thread(write_snapshot_atomic, path, snapshot)
-        except Exception as exc:
-            # A full or read-only volume must not stop the feed: /v1/snapshot still serves it, and
-            # the next rebuild writes again.
-            self.metrics.snapshot_writes.labels("error").inc()
-            log.error("snapshot write failed", extra={"path": path, "error": f"{type(exc).__name__}: {exc}"})
-            return
-        self.metrics.snapshot_writes.labels("ok").inc()
-
-    def _update_metrics(
-        self, zones: Mapping[str, ZoneView], indexes: Mapping[str, Reading], now: datetime
-    ) -> None:
-        m = self.metrics
-        m.snapshot_zones.set(sum(1 for v in zones.values() if v.fresh))
-        for zone, view in zones.items():
-            m.intensity.labels(zone, view.reading.signal).set(view.reading.value)
-            for label, bound in LEAD_BUCKETS:
-                target = now + timedelta(seconds=bound)
-                point = next((p for p in view.forecast if p.start <= target < p.end), None)
-                if point is not None:
-                    m.forecast.labels(zone, label).set(point.intensity)
-        for zone, reading in indexes.items():
-            m.index.labels(zone).set(reading.value)
-
-    async def _housekeeping(self, now: datetime) -> None:
-        if now - self._last_prune >= PRUNE_EVERY:
-            self._last_prune = now
-            removed = await self.store.aprune(now, timedelta(days=self.settings.retention_days))
-            if removed:
-                log.info("pruned history", extra={"rows": removed})
-        if now - self._last_errors >= ERRORS_EVERY:
-            self._last_errors = now
-            await self.update_forecast_errors(now)
-        # COUNT(*) scans the tables: once a minute is plenty for a gauge, even with fast refreshes.
-        if now - self._last_counts >= COUNTS_EVERY:
-            self._last_counts = now
-            rows, size = await self.store.acounts()
-            self.metrics.store_rows.set(rows)
-            self.metrics.store_bytes.set(size)
-
     async def update_forecast_errors(self, now: datetime) -> None:
         """MAPE per lead bucket for each provider's own forecasts and for the baseline."""
-        since = now - ERROR_WINDOW
-        for config, _ in self.providers:
-            for source in (config.name, BASELINE):
-                pairs = await self.store.aforecast_pairs(source, config.name, since)
-                errors = mape_by_bucket((p.lead_seconds, p.forecast, p.actual) for p in pairs)
-                label = config.name if source == config.name else f"{BASELINE}:{config.name}"
-                self.metrics.record_errors(label, errors)
+        await self.housekeeping.update_forecast_errors(now)

@@ -20,8 +20,8 @@ from carbon_feed.http import RateLimitedError
 from carbon_feed.metrics import reject_reason
 from carbon_feed.model import FetchResult, Reading
 from carbon_feed.secrets import Secret
-from carbon_feed.service import (
-    FeedService,
+from carbon_feed.service import FeedService
+from carbon_feed.view import (
     FeedState,
     ZoneView,
     build_snapshot,
