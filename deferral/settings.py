@@ -1,13 +1,18 @@
 """Typed settings of carbon-deferral, with their documented defaults.
 
 Every field is a CLI flag (``--replan-interval``) and an environment variable
-(``CARBON_DEFERRAL_REPLAN_INTERVAL``); ``deferral.__main__`` builds the parser from this dataclass.
+(``CARBON_DEFERRAL_REPLAN_INTERVAL``); ``deferral.__main__`` builds the parser from this dataclass
+(carbon_common.settings), with each field's docstring as its --help.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+
+from carbon_common.settings import check_log_level
+
+ENV_PREFIX = "CARBON_DEFERRAL_"
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,9 +21,11 @@ class DeferralSettings:
     host: str = "0.0.0.0"
     """The API server calls the webhook through a Service: listen on every interface."""
     port: int = 8443
+    """Listen port of the webhook and of /healthz, /readyz, /metrics."""
     tls_cert: Path | None = None
     """PEM certificate chain for the webhook. The API server only calls webhooks over HTTPS."""
     tls_key: Path | None = None
+    """PEM private key for --tls-cert. Both are reloaded when cert-manager rotates them."""
     webhook: bool = True
     """Serve POST /mutate."""
 
@@ -30,9 +37,11 @@ class DeferralSettings:
     feed_url: str = "http://127.0.0.1:8080"
     """carbon-feed base URL; /v1/best is asked for each waiting pod."""
     feed_timeout: float = 5.0
+    """Seconds per /v1/best call."""
     zones: str = ""
     """Comma-separated zones the cluster can run in (default: every zone the feed knows)."""
     annotation_prefix: str = "carbon-aware.io/"
+    """Prefix of the pod annotations read (deadline, duration) and written (plan)."""
     zone_label: str = "carbon-aware.io/zone"
     """Node label naming a node's zone (the extender's --zone-label): capacity-aware planning counts
     each labelled node's allocatable CPU in its zone."""
@@ -49,16 +58,22 @@ class DeferralSettings:
 
     # --- leader election (coordination.k8s.io/v1 Lease) ---
     leader_elect: bool = True
+    """Elect one leader among the replicas; only the leader releases pods."""
     lease_namespace: str = "default"
     """Usually the controller's own namespace (set from the downward API)."""
     lease_name: str = "carbon-deferral"
+    """Name of the Lease the replicas compete for."""
     identity: str = ""
     """Unique per replica; default: the host name (the pod name in a Deployment)."""
     lease_duration: float = 15.0
+    """Seconds a follower waits without seeing a renewal before taking over."""
     renew_deadline: float = 10.0
+    """Seconds a leader keeps trying to renew before it steps down; below --lease-duration."""
     retry_period: float = 2.0
+    """Seconds between attempts to acquire or renew the Lease; below --renew-deadline."""
 
     log_level: str = "info"
+    """debug, info, warning or error."""
 
 
 def effective_guard_margin(settings: DeferralSettings) -> float:
@@ -67,3 +82,21 @@ def effective_guard_margin(settings: DeferralSettings) -> float:
     if settings.guard_margin is not None:
         return settings.guard_margin
     return settings.tick + (settings.lease_duration if settings.leader_elect else 0.0)
+
+
+def validate(settings: DeferralSettings) -> list[str]:
+    """Every problem with a settings combination, phrased with the flag names; empty when valid."""
+    s = settings
+    problems: list[str] = []
+    if (s.tls_cert is None) != (s.tls_key is None):
+        problems.append("--tls-cert and --tls-key go together")
+    if not 0 < s.retry_period < s.renew_deadline < s.lease_duration:
+        problems.append("need 0 < --retry-period < --renew-deadline < --lease-duration")
+    if s.max_concurrent_releases < 1:
+        problems.append(f"--max-concurrent-releases must be at least 1, got {s.max_concurrent_releases}")
+    if s.tick <= 0 or s.replan_interval <= 0:
+        problems.append("--tick and --replan-interval must be positive")
+    if s.guard_margin is not None and s.guard_margin < 0:
+        problems.append(f"--guard-margin must be zero or more seconds, got {s.guard_margin:g}")
+    problems += check_log_level(s.log_level, "--log-level")
+    return problems

@@ -31,7 +31,7 @@ def test_flags_win_over_environment_which_wins_over_defaults() -> None:
 @pytest.mark.parametrize(
     ("argv", "env", "message"),
     [
-        (["--port", "http"], {}, "--port: expected int"),
+        (["--port", "http"], {}, "--port: expected an integer"),
         ([], {"CARBON_DEFERRAL_CONTROLLER": "maybe"}, "expected true or false"),
         (["--tls-cert", "/x.pem"], {}, "go together"),
         (["--renew-deadline", "20"], {}, "lease-duration"),
