@@ -27,10 +27,10 @@ from aiohttp import web
 
 from carbon_common.snapshot import Snapshot, ZoneReading
 from extender.app import STATE, create_app, filter_handler, prioritize_handler
-from extender.carbon import CarbonState, CarbonView
 from extender.fixed_nodes import MappingNodeLookup
+from extender.memo import CandidateMemo
 from extender.settings import ExtenderSettings
-from extender.zones import CandidateMemo
+from extender.view import CarbonState, CarbonView
 
 ZONES = {"SE-SE3": 32.0, "FR": 58.0, "ES": 142.0, "GB": 221.0, "DE": 412.0, "PL": 712.0}
 RESULTS = Path(__file__).parent / "results" / "extender_latency.json"

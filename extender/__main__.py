@@ -22,10 +22,11 @@ from carbon_common.jsonlog import setup_logging
 from carbon_common.serving import ServingLimits, make_runner, start_site
 from carbon_common.settings import ConfigError, parse, parser_for, report
 from extender.app import Binder, Service, create_app, create_ops_app
-from extender.carbon import CarbonState, FeedPoller, SnapshotFileWatcher
+from extender.carbon import FeedPoller, SnapshotFileWatcher
 from extender.metrics import ExtenderMetrics
 from extender.nodes import NodeLookup
 from extender.settings import ENV_PREFIX, EventLoop, ExtenderSettings, validate
+from extender.view import CarbonState
 from extender.zones import RegionMapError, ZoneResolver, load_region_map
 
 log = logging.getLogger("extender")

@@ -23,13 +23,14 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 from carbon_common.serving import ClientAborted, read_body
 from carbon_common.timeutil import format_rfc3339, utcnow
 from extender import wire
-from extender.carbon import CarbonState
 from extender.decisions import DecisionRecord, DecisionStore, ZoneFigures, resolve
+from extender.memo import CandidateMemo, MemoEntry
 from extender.metrics import ExtenderMetrics
 from extender.nodes import NodeLookup
 from extender.policy import Evaluation, PodPolicy, ZoneDecision, evaluate, pod_policy
 from extender.settings import ExtenderSettings
-from extender.zones import CandidateMemo, MemoEntry, ZoneResolver, load_region_map
+from extender.view import CarbonState
+from extender.zones import ZoneResolver, load_region_map
 
 log = logging.getLogger("extender")
 
@@ -155,12 +156,9 @@ def _candidates(state: ExtenderState, args: wire.ExtenderArgs) -> tuple[list[str
     """Node names and their zones, in request order. NodeNames mode asks the node cache; full-Nodes
     mode reads the labels of the Node objects sent, which are newer than any cache."""
     if args.node_names is not None:
-        # Optional bulk lookup (`zones_of(names) -> list`): a cache that keeps a plain name → zone
-        # dict answers with map(dict.get, names) in C, several times faster than a call per node.
-        bulk = getattr(state.nodes, "zones_of", None)
-        if bulk is not None:
-            return args.node_names, bulk(args.node_names)
-        return args.node_names, list(map(state.nodes.zone_of, args.node_names))
+        # The bulk lookup: a cache that keeps a plain name → zone dict answers with
+        # map(dict.get, names) in C, several times faster than a call per node.
+        return args.node_names, state.nodes.zones_of(args.node_names)
     zone_of_labels = state.resolver.zone_of_labels
     names: list[str] = []
     zones: list[str | None] = []
@@ -180,7 +178,7 @@ def _parse(state: ExtenderState, body: bytes) -> tuple[wire.ExtenderArgs, MemoEn
     args = wire.parse_extender_args(body, check_names=False)
     if args.node_names is None:
         return args, None
-    entry = state.memo.get(args.node_names, state.monotonic(), getattr(state.nodes, "version", None))
+    entry = state.memo.get(args.node_names, state.monotonic(), state.nodes.version)
     if entry is None:
         wire.check_node_names(args)
     return args, entry
@@ -196,8 +194,7 @@ def _zones(
     counts = Counter(zones)
     if args.node_names is None:
         return names, zones, counts, None
-    version = getattr(state.nodes, "version", None)
-    return names, zones, counts, state.memo.put(names, zones, counts, state.monotonic(), version)
+    return names, zones, counts, state.memo.put(names, zones, counts, state.monotonic(), state.nodes.version)
 
 
 def _evaluate(
@@ -207,11 +204,10 @@ def _evaluate(
     pod's policy are the same (data ages in the decision then lag by at most the memo TTL, 1 s)."""
     view = state.carbon.view
     key = (view, policy)
-    if entry is not None and entry.evaluation_key is not None:
+    if entry is not None and entry.evaluation_key is not None and entry.evaluation is not None:
         old_view, old_policy = entry.evaluation_key
         if old_view is view and old_policy == policy:
-            cached: Evaluation = entry.evaluation
-            return cached
+            return entry.evaluation
     ev = evaluate(policy, counts, view, state.clock(), state.settings)
     if entry is not None:
         entry.evaluation_key, entry.evaluation = key, ev

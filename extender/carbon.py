@@ -1,8 +1,8 @@
-"""Carbon data for the request path: an immutable CarbonView, and the background sources that replace it.
+"""The background sources of carbon data: a snapshot file watcher and an HTTP poller of carbon-feed.
 
-The request path only reads `CarbonState.view` (one attribute load). Sources (a snapshot file watcher
-or an HTTP poller of carbon-feed) build a new view off the request path and swap it in; a bad update
-is logged and counted and the last good view stays, so a broken feed never erases known data.
+Each builds a new `CarbonView` (extender.view) off the request path and swaps it into the
+`CarbonState`; a bad update is logged and counted and the last good view stays, so a broken feed never
+erases known data.
 """
 
 from __future__ import annotations
@@ -11,66 +11,16 @@ import asyncio
 import logging
 import os
 import random
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 import aiohttp
 
-from carbon_common.snapshot import (
-    Snapshot,
-    SnapshotError,
-    ZoneReading,
-    is_fresh,
-    parse_snapshot,
-)
+from carbon_common.snapshot import SnapshotError, parse_snapshot
 from carbon_common.tasks import cancel_and_wait
 from carbon_common.timeutil import utcnow
+from extender.view import CarbonState, CarbonView
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class CarbonView:
-    snapshot: Snapshot
-    loaded_at: datetime
-    source: str = ""
-
-    def fresh(self, zone: str, now: datetime, max_age: float) -> ZoneReading | None:
-        """The zone's reading if it is at most `max_age` seconds old, else None."""
-        reading = self.snapshot.zones.get(zone)
-        if reading is None or not is_fresh(reading, now, max_age):
-            return None
-        return reading
-
-
-class CarbonState:
-    """The current view, swapped atomically by a background source. `view` is None until first data.
-
-    `failing` is True from a source's failed attempt until its next successful one (a new snapshot,
-    or the feed answering 304): /readyz and the `carbon_source_failing` gauge show it."""
-
-    __slots__ = ("errors", "failing", "last_error", "updates", "view")
-
-    def __init__(self, view: CarbonView | None = None) -> None:
-        self.view = view
-        self.updates = 0
-        self.errors = 0
-        self.failing = False
-        self.last_error: str | None = None
-
-    def set(self, view: CarbonView) -> None:
-        self.view = view
-        self.updates += 1
-        self.failing = False
-
-    def record_ok(self) -> None:
-        self.failing = False
-
-    def record_error(self, message: str) -> None:
-        self.errors += 1
-        self.failing = True
-        self.last_error = message
 
 
 # Unexpected errors (a bug, not bad data) are retried after 1 s, 2 s, 4 s ... up to a minute.

@@ -28,9 +28,9 @@ from carbon_common.jsonlog import setup_logging
 from carbon_common.snapshot import ForecastPoint, Snapshot, ZoneReading, parse_snapshot
 from carbon_common.timeutil import utcnow
 from extender.app import create_app
-from extender.carbon import CarbonState, CarbonView
 from extender.fixed_nodes import MappingNodeLookup
 from extender.settings import ExtenderSettings
+from extender.view import CarbonState, CarbonView
 from extender.zones import ZoneResolver, load_region_map
 
 P = "carbon-aware.io/"

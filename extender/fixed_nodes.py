@@ -12,6 +12,9 @@ from collections.abc import Mapping
 class MappingNodeLookup:
     """A fixed node → zone map (NodeLookup), for the demo and benchmarks."""
 
+    version = 0
+    """The map never changes."""
+
     def __init__(self, zones: Mapping[str, str | None]) -> None:
         self._zones = dict(zones)
 
@@ -19,7 +22,7 @@ class MappingNodeLookup:
         return self._zones.get(node_name)
 
     def zones_of(self, node_names: list[str]) -> list[str | None]:
-        """Bulk lookup used by the request path when a cache offers it."""
+        """Bulk lookup used by the request path."""
         return list(map(self._zones.get, node_names))
 
     def __contains__(self, node_name: object) -> bool:

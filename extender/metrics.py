@@ -17,8 +17,8 @@ from prometheus_client.registry import Collector
 from carbon_common.kube import WatchStats
 from carbon_common.snapshot import reading_age
 from carbon_common.timeutil import utcnow
-from extender.carbon import CarbonState
 from extender.nodes import NodeLookup
+from extender.view import CarbonState
 
 NS = "carbon_extender"
 _M = TypeVar("_M", bound=MetricWrapperBase)

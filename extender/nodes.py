@@ -1,7 +1,7 @@
 """Node cache: node name → carbon zone, kept fresh in the background (API-server watch or static file).
 
-The request path only calls `NodeLookup.zone_of`, a dict lookup; all I/O happens in background tasks.
-Only the zone and the Ready flag are kept per node (two small values, names interned): full Node
+The request path only calls `NodeLookup.zones_of`/`zone_of`, dict lookups; all I/O happens in
+background tasks. Only the zone and the Ready flag are kept per node (two small values, names interned): full Node
 objects with image lists would cost tens of KiB each at 5,000 nodes.
 """
 
@@ -34,6 +34,13 @@ class NodeLookup(Protocol):
 
     def zone_of(self, node_name: str) -> str | None:
         """The node's carbon zone; None when the node is unknown or carries no resolvable zone."""
+
+    def zones_of(self, node_names: list[str]) -> list[str | None]:
+        """`zone_of` of many nodes in request order, in one call (the request path's bulk lookup)."""
+
+    @property
+    def version(self) -> int:
+        """Changes with every update, so request-path memos of zones can tell they are stale."""
 
     def __contains__(self, node_name: object) -> bool: ...
 

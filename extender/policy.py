@@ -19,8 +19,8 @@ from datetime import datetime
 from typing import Any, Literal
 
 from carbon_common.snapshot import reading_age
-from extender.carbon import CarbonView
 from extender.settings import ExtenderSettings
+from extender.view import CarbonView
 from extender.wire import MAX_SCORE, MIN_SCORE
 
 ZoneStatus = Literal["fresh", "stale", "missing", "unknown_zone"]

@@ -15,9 +15,9 @@ from datetime import timedelta
 from bench.evaluation.trace import Trace
 from bench.evaluation.workload import Node, Pod
 from carbon_common.snapshot import Snapshot, ZoneReading
-from extender.carbon import CarbonView
 from extender.policy import evaluate, pod_policy
 from extender.settings import ExtenderSettings, ScoringMode
+from extender.view import CarbonView
 
 DECISION_OFFSET = timedelta(minutes=5)
 """Decisions happen a few minutes after the hourly reading was observed (it is fresh, never stale)."""

@@ -15,8 +15,8 @@ from aiohttp.test_utils import TestClient
 
 from carbon_common.snapshot import Snapshot, ZoneReading
 from extender.app import BIND_DISABLED, STATE, create_app
-from extender.carbon import CarbonState, CarbonView
 from extender.settings import ExtenderSettings
+from extender.view import CarbonState, CarbonView
 
 NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 P = "carbon-aware.io/"
@@ -31,9 +31,13 @@ class Lookup:
     def __init__(self, zones: Mapping[str, str | None], synced: bool = True) -> None:
         self.zones = dict(zones)
         self._synced = synced
+        self.version = 0
 
     def zone_of(self, node_name: str) -> str | None:
         return self.zones.get(node_name)
+
+    def zones_of(self, node_names: list[str]) -> list[str | None]:
+        return [self.zones.get(name) for name in node_names]
 
     def __contains__(self, node_name: object) -> bool:
         return node_name in self.zones

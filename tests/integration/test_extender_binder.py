@@ -222,9 +222,9 @@ async def test_a_bind_timeout_through_the_app_reaches_the_binders_metrics(
     # issue 12 item 8: the app and the Binder both applied --bind-timeout and the app's, outside,
     # always fired first, so bind_outcomes_total{result="error"} never counted a timeout.
     from extender.app import create_app
-    from extender.carbon import CarbonState
     from extender.metrics import ExtenderMetrics
     from extender.settings import ExtenderSettings
+    from extender.view import CarbonState
 
     fake_kube.add_pod("ns1", "web", uid="uid-1")
     fake_kube.binding_delay = 1.0
@@ -252,8 +252,13 @@ async def test_a_bind_timeout_through_the_app_reaches_the_binders_metrics(
 class _NoNodes:
     synced = True
 
+    version = 0
+
     def zone_of(self, node_name: str) -> str | None:
         return None
+
+    def zones_of(self, node_names: list[str]) -> list[str | None]:
+        return [None] * len(node_names)
 
     def __contains__(self, node_name: object) -> bool:
         return False

@@ -12,7 +12,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from carbon_common.snapshot import Snapshot, ZoneReading, encode_snapshot, write_snapshot_atomic
-from extender.carbon import CarbonState, CarbonView, FeedPoller, SnapshotFileWatcher
+from extender.carbon import FeedPoller, SnapshotFileWatcher
+from extender.view import CarbonState, CarbonView
 
 T = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 

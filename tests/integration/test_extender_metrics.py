@@ -17,10 +17,10 @@ from aiohttp.test_utils import TestClient
 
 from carbon_common.snapshot import Snapshot, ZoneReading
 from extender.app import create_app
-from extender.carbon import CarbonState, CarbonView
 from extender.metrics import ExtenderMetrics
 from extender.nodes import StaticNodeCache
 from extender.settings import ExtenderSettings
+from extender.view import CarbonState, CarbonView
 from extender.zones import ZoneResolver
 
 Client = TestClient[web.Request, web.Application]
@@ -40,9 +40,13 @@ class Lookup:
     def __init__(self) -> None:
         self.zones = {"a": "SE", "b": "PL"}
         self.synced = True
+        self.version = 0
 
     def zone_of(self, node_name: str) -> str | None:
         return self.zones.get(node_name)
+
+    def zones_of(self, node_names: list[str]) -> list[str | None]:
+        return [self.zones.get(name) for name in node_names]
 
     def __contains__(self, node_name: object) -> bool:
         return node_name in self.zones

@@ -15,9 +15,9 @@ from aiohttp import web
 
 from carbon_common.serving import GuardedSite, ServingLimits, make_runner, start_site
 from extender.app import STATE, create_app
-from extender.carbon import CarbonState
 from extender.fixed_nodes import MappingNodeLookup
 from extender.settings import ExtenderSettings
+from extender.view import CarbonState
 
 from .sockets import read_until_closed
 

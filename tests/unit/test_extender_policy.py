@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from carbon_common.snapshot import Snapshot, ZoneReading
-from extender.carbon import CarbonView
 from extender.policy import PodPolicy, evaluate, pod_policy
 from extender.settings import ExtenderSettings
+from extender.view import CarbonView
 
 NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 P = "carbon-aware.io/"
@@ -191,3 +191,29 @@ def test_prefix_is_configurable() -> None:
     assert pod_policy({"x.io/max-intensity": "5", P + "opt-out": "true"}, "x.io/") == PodPolicy(
         max_intensity=5.0
     )
+
+
+def _extender_imports(module: str) -> set[str]:
+    """The extender modules `module` imports, directly or through other extender modules (parsed)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    seen: set[str] = set()
+    todo = [module]
+    while todo:
+        name = todo.pop()
+        tree = ast.parse((root / (name.replace(".", "/") + ".py")).read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            found = node.module if isinstance(node, ast.ImportFrom) else None
+            if found is not None and found.startswith("extender.") and found not in seen:
+                seen.add(found)
+                todo.append(found)
+    return seen
+
+
+def test_the_pure_policy_does_not_import_the_carbon_sources() -> None:
+    # extender.carbon holds the HTTP poller and the file watcher: the policy needs only the view type.
+    imported = _extender_imports("extender.policy")
+    assert "extender.view" in imported
+    assert "extender.carbon" not in imported
