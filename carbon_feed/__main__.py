@@ -15,45 +15,34 @@ from collections.abc import Sequence
 
 from carbon_common.jsonlog import setup_logging
 from carbon_common.serving import run_app
+from carbon_common.settings import ConfigError, flag_values, options, parser_for, report
 from carbon_feed.api import create_app
-from carbon_feed.config import ConfigError, FeedSettings, load_settings, scalar_fields
+from carbon_feed.config import ENV_PREFIX, FeedSettings, load_settings
 from carbon_feed.service import FeedService
 
 log = logging.getLogger("carbon_feed")
 
-_HELP = {
-    "host": "listen address (default 127.0.0.1)",
-    "port": "listen port (default 8080)",
-    "snapshot_file": "write the snapshot JSON for the extender here after each refresh",
-    "db": "SQLite history path",
-    "log_level": "debug, info, warning or error",
-}
+PROG = "carbon-feed"
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="carbon-feed", description="Carbon-intensity feed for the carbon-aware scheduler extender."
+    parser = parser_for(
+        FeedSettings,
+        ENV_PREFIX,
+        PROG,
+        "Carbon-intensity feed for the carbon-aware scheduler extender. Precedence: defaults < the YAML "
+        "config < the environment variable shown < the flag.",
     )
-    parser.add_argument("--config", help="YAML config file (env CARBON_FEED_CONFIG)")
-    for name in scalar_fields():
-        default = getattr(FeedSettings(), name)
-        parser.add_argument(
-            "--" + name.replace("_", "-"),
-            dest=name,
-            default=None,
-            help=_HELP.get(name, f"default {default}") + f"; env CARBON_FEED_{name.upper()}",
-        )
+    parser.add_argument("--config", help=f"YAML config file [env {ENV_PREFIX}CONFIG] (default: None)")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    overrides = {name: getattr(args, name) for name in scalar_fields()}
     try:
-        settings = load_settings(args.config, overrides)
+        settings = load_settings(args.config, flag_values(args, options(FeedSettings, ENV_PREFIX)))
     except ConfigError as exc:
-        print(f"carbon-feed: configuration error: {exc}", file=sys.stderr)
-        return 2
+        return report(PROG, exc)
     setup_logging(settings.log_level)
     log.info(
         "starting",
@@ -71,9 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         # Found at start (an unusable --db, a provider's missing file or unknown zone): the same
         # one line as a bad config file, naming the key, and the same exit code.
-        print(f"carbon-feed: configuration error: {exc}", file=sys.stderr)
+        code = report(PROG, exc)
         log.error("cannot start", extra={"error": str(exc)})
-        return 2
+        return code
     except (ValueError, OSError, sqlite3.Error) as exc:
         # Provider options (a missing secret file, a bad base_url), an unusable --db or a port in use:
         # one clear line instead of a traceback. Provider errors never carry secret values.

@@ -1,7 +1,10 @@
 """Feed settings: defaults < YAML config file < CARBON_FEED_* environment < command-line flags.
 
-Every field of `FeedSettings` is documented here and in docs/feed.md. The YAML holds no secrets:
-providers name a file (``token_file``) or an environment variable (``token_env``) and read the value
+Every field of `FeedSettings` is documented here and in docs/feed.md; carbon_common.settings makes
+the scalar fields flags and variables, and this module adds the YAML layer and the provider list.
+
+The YAML holds no secrets: providers name a file (``token_file``) or an environment variable
+(``token_env``) and read the value
 themselves (carbon_feed.secrets). An inline secret in the config is refused, and the refusal never
 repeats the value.
 """
@@ -12,25 +15,32 @@ import dataclasses
 import math
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from carbon_common.settings import ConfigError, check_log_level, convert, options, resolve
 from carbon_common.timeutil import parse_duration
 
 ENV_PREFIX = "CARBON_FEED_"
 KINDS = frozenset({"electricitymaps", "watttime", "ukgrid", "carbonaware_sdk", "static", "replay"})
-LOG_LEVELS = ("debug", "info", "warning", "error")
 # Option keys that would hold a secret inline; secrets come from <key>_file or <key>_env only.
 _INLINE_SECRET = re.compile(r"^(token|auth_token|api_key|apikey|password|secret|username)$", re.IGNORECASE)
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 
 
-class ConfigError(ValueError):
-    """The configuration is wrong; the message names the key and what is wrong with it."""
+__all__ = ["ConfigError", "FeedSettings", "ProviderConfig", "from_mapping", "load_file", "load_settings"]
+
+
+def _seconds(text: str) -> float:
+    """Seconds, or a duration such as 5m: the YAML, the environment and the flags all take both."""
+    return parse_duration(text).total_seconds()
+
+
+_DURATION: Mapping[str, Any] = {"parse": _seconds}
 
 
 def _default_state_dir() -> Path:
@@ -71,69 +81,36 @@ class FeedSettings:
     host: str = "127.0.0.1"
     """Listen address. The default keeps the feed private to its pod; set 0.0.0.0 to expose it."""
     port: int = 8080
+    """Listen port of the HTTP API (/v1/snapshot, /v1/best, /metrics)."""
     snapshot_file: str | None = None
     """Where the snapshot JSON for the extender is written atomically after each refresh (None: off)."""
     db: str = str(_default_state_dir() / "carbon-feed.sqlite")
     """SQLite history path."""
     log_level: str = "info"
-    refresh_interval_seconds: float = 300.0
-    """Default time between refreshes of a provider (most grids publish hourly or half-hourly)."""
+    """debug, info, warning or error."""
+    refresh_interval_seconds: float = field(default=300.0, metadata=_DURATION)
+    """Default time between refreshes of a provider, in seconds or as a duration such as 5m (most
+    grids publish hourly or half-hourly)."""
     jitter_ratio: float = 0.1
     """Each sleep is interval * (1 +/- jitter_ratio) so many feeds do not hit a provider in step."""
     retention_days: float = 30.0
     """History older than this is deleted (hourly, after a refresh)."""
-    stale_after_seconds: float = 7200.0
-    """A zone whose newest reading ended longer ago than this is left out of the snapshot."""
+    stale_after_seconds: float = field(default=7200.0, metadata=_DURATION)
+    """A zone whose newest reading ended longer ago than this (seconds or a duration) is left out of
+    the snapshot."""
     forecast_horizon_hours: int = 48
     """Baseline forecast length when a provider offers none."""
-    providers: tuple[ProviderConfig, ...] = DEFAULT_PROVIDERS
-
-
-_SCALARS: dict[str, type] = {
-    "host": str,
-    "port": int,
-    "snapshot_file": str,
-    "db": str,
-    "log_level": str,
-    "refresh_interval_seconds": float,
-    "jitter_ratio": float,
-    "retention_days": float,
-    "stale_after_seconds": float,
-    "forecast_horizon_hours": int,
-}
-
-
-def _coerce(key: str, value: Any, where: str) -> Any:
-    kind = _SCALARS[key]
-    noun = "an integer" if kind is int else "a number"
-    if value is None and key == "snapshot_file":
-        return None
-    if key in ("refresh_interval_seconds", "stale_after_seconds") and isinstance(value, str):
-        try:
-            return parse_duration(value).total_seconds()
-        except ValueError as exc:
-            raise ConfigError(f"{where}: {exc}") from None
-    if kind is str:
-        if not isinstance(value, str) or not value:
-            raise ConfigError(f"{where}: expected a non-empty string, got {type(value).__name__}")
-        return value
-    if isinstance(value, str):
-        try:
-            value = int(value) if kind is int else float(value)
-        except ValueError:
-            raise ConfigError(f"{where}: expected {noun}, got {value!r}") from None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(f"{where}: expected {noun}, got {type(value).__name__}")
-    if kind is int and not float(value).is_integer():
-        raise ConfigError(f"{where}: expected an integer, got {value!r}")
-    return kind(value)
+    providers: tuple[ProviderConfig, ...] = field(default=DEFAULT_PROVIDERS, metadata={"cli": False})
+    """Only in the YAML file: a list of provider entries (kind, name, options, interval, enabled)."""
 
 
 def _check(settings: FeedSettings) -> FeedSettings:
+    if not settings.host or not settings.db:
+        raise ConfigError("host and db: must not be empty")
     if not 0 < settings.port < 65536:
         raise ConfigError(f"port: must be 1..65535, got {settings.port}")
-    if settings.log_level.lower() not in LOG_LEVELS:
-        raise ConfigError(f"log_level: must be one of {', '.join(LOG_LEVELS)}, got {settings.log_level!r}")
+    for problem in check_log_level(settings.log_level, "log_level:"):
+        raise ConfigError(problem)
     for key in ("refresh_interval_seconds", "retention_days", "stale_after_seconds"):
         value = getattr(settings, key)
         if not math.isfinite(value) or value <= 0:
@@ -220,11 +197,12 @@ def _setting_key(raw: Mapping[str, Any], key: str, where: str) -> str:
 def from_mapping(data: Mapping[str, Any], base: FeedSettings | None = None) -> FeedSettings:
     """Settings from a parsed YAML mapping (unknown keys are errors: typos must not pass silently)."""
     settings = base or FeedSettings()
-    known = set(_SCALARS) | {"providers"}
+    scalars = {o.name: o for o in options(FeedSettings, ENV_PREFIX)}
+    known = set(scalars) | {"providers"}
     unknown = sorted(str(k) for k in set(data) - known)
     if unknown:
         raise ConfigError(f"unknown key(s) {unknown}; known: {sorted(known)}")
-    changes: dict[str, Any] = {k: _coerce(k, v, k) for k, v in data.items() if k in _SCALARS}
+    changes: dict[str, Any] = {k: convert(scalars[k], v, k) for k, v in data.items() if k in scalars}
     if "providers" in data:
         raw = data["providers"]
         if not isinstance(raw, list):
@@ -256,31 +234,17 @@ def load_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
-def from_env(environ: Mapping[str, str], base: FeedSettings) -> FeedSettings:
-    """CARBON_FEED_<FIELD> overrides a scalar field (e.g. CARBON_FEED_PORT=9090)."""
-    changes = {
-        key: _coerce(key, environ[ENV_PREFIX + key.upper()], ENV_PREFIX + key.upper())
-        for key in _SCALARS
-        if ENV_PREFIX + key.upper() in environ
-    }
-    return dataclasses.replace(base, **changes)
-
-
 def load_settings(
     config_path: str | None,
     overrides: Mapping[str, Any],
     environ: Mapping[str, str] | None = None,
 ) -> FeedSettings:
-    """Build and validate the settings. `overrides` are CLI flags that were given (None = not given)."""
+    """Build and validate the settings: defaults < YAML < CARBON_FEED_* < `overrides`, the CLI flags
+    by field name (None = not given)."""
     env = os.environ if environ is None else environ
     settings = FeedSettings()
     path = config_path or env.get(ENV_PREFIX + "CONFIG")
     if path:
         settings = from_mapping(load_file(path), settings)
-    settings = from_env(env, settings)
-    flags = {k: _coerce(k, v, "--" + k.replace("_", "-")) for k, v in overrides.items() if v is not None}
-    return _check(dataclasses.replace(settings, **flags))
-
-
-def scalar_fields() -> Sequence[str]:
-    return tuple(_SCALARS)
+    flags = {k: v for k, v in overrides.items() if v is not None}
+    return _check(resolve(FeedSettings, ENV_PREFIX, flags, env, settings))

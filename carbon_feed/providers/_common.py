@@ -13,6 +13,8 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
+# One ConfigError everywhere; a provider raises it for a wrong entry, before any request is made.
+from carbon_common.settings import ConfigError as ConfigError
 from carbon_common.timeutil import utcnow
 from carbon_feed.http import (
     AuthError,
@@ -28,10 +30,6 @@ from carbon_feed.http import (
 )
 from carbon_feed.secrets import Secret
 from carbon_feed.validate import Collector
-
-
-class ConfigError(ValueError):
-    """A provider's config entry is wrong; raised by build_provider, before any request is made."""
 
 
 @dataclass(frozen=True, slots=True)
