@@ -37,7 +37,7 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 """The levels every service's --log-level accepts (carbon_common.jsonlog maps them)."""
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off"})
+_FALSE = frozenset({"0", "false", "no", "off", ""})  # empty: false, as the extender always took it
 
 
 class ConfigError(ValueError):
@@ -45,7 +45,7 @@ class ConfigError(ValueError):
 
 
 def parse_bool(text: str) -> bool:
-    """true/false, yes/no, on/off, 1/0 in any case; anything else is a ValueError."""
+    """true/false, yes/no, on/off, 1/0 in any case, empty for false; anything else is a ValueError."""
     value = text.strip().lower()
     if value in _TRUE:
         return True
