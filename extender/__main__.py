@@ -14,20 +14,16 @@ import signal
 import ssl
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
 
 from aiohttp import web
 
 from carbon_common.jsonlog import setup_logging
 from carbon_common.serving import ServingLimits, make_runner, start_site
 from carbon_common.settings import ConfigError, parse, parser_for, report
-from extender.app import Binder, Service, create_app, create_ops_app
-from extender.carbon import FeedPoller, SnapshotFileWatcher
-from extender.metrics import ExtenderMetrics
-from extender.nodes import NodeLookup
+from extender.app import STATE, create_ops_app
+from extender.assembly import build_app
 from extender.settings import ENV_PREFIX, EventLoop, ExtenderSettings, validate
-from extender.view import CarbonState
-from extender.zones import RegionMapError, ZoneResolver, load_region_map
+from extender.zones import RegionMapError
 
 log = logging.getLogger("extender")
 
@@ -65,56 +61,7 @@ async def serve(settings: ExtenderSettings, stop: asyncio.Event | None = None) -
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    resolver = ZoneResolver(
-        settings.zone_label, settings.region_label, load_region_map(settings.region_map_file)
-    )
-    carbon = CarbonState()
-    services: list[Service] = []
-    api: Any = None
-    binder: Binder | None = None
-    nodes: NodeLookup
-    node_service: Service
-    # Lazy imports: the Kubernetes client stack is only needed when talking to an API server.
-    if settings.nodes_file is not None:
-        from extender.nodes import StaticNodeCache
-
-        static = StaticNodeCache(settings.nodes_file, resolver.zone_of_labels)
-        nodes = node_service = static
-    if settings.nodes_file is None or settings.kubeconfig is not None:
-        from carbon_common.kube import load_api_client
-
-        api = await load_api_client(settings.kubeconfig, connections=settings.api_connections)
-    if settings.nodes_file is None:
-        from extender.nodes import KubeNodeCache
-
-        kube = KubeNodeCache(api, resolver.zone_of_labels)
-        nodes = node_service = kube
-    services.append(node_service)
-    metrics = ExtenderMetrics(nodes, carbon)
-    if api is not None:
-        from extender.binder import Binder as KubeBinder
-
-        binder = KubeBinder(
-            api,
-            settings.bind_timeout,
-            on_result=lambda result: metrics.child(metrics.bind_outcomes, result).inc(),
-        )
-
-    if settings.snapshot_file is not None:
-        services.append(SnapshotFileWatcher(settings.snapshot_file, carbon))
-    elif settings.feed_url is not None:
-        services.append(FeedPoller(settings.feed_url, carbon, settings.feed_poll_interval))
-    else:
-        log.warning("no --snapshot-file or --feed-url: every node will be scored neutrally")
-
-    ssl_context: ssl.SSLContext | None = None
-    if settings.tls_cert is not None and settings.tls_key is not None:
-        from carbon_common.tls import CertReloader, server_ssl_context
-
-        ssl_context = server_ssl_context(settings.tls_cert, settings.tls_key, settings.client_ca)
-        services.append(CertReloader(ssl_context, settings.tls_cert, settings.tls_key, settings.client_ca))
-
-    app = create_app(settings, nodes, carbon, binder, services=services, resolver=resolver, metrics=metrics)
+    app, ssl_context = await build_app(settings)
     limits = ServingLimits(read_timeout=settings.read_timeout, max_connections=settings.max_connections)
     # The verbs read their bodies themselves (read_body), to count a client that hangs up as "aborted";
     # "Error" is the extender protocol's error field, also in the answers aiohttp's parser gives.
@@ -136,7 +83,7 @@ async def serve(settings: ExtenderSettings, stop: asyncio.Event | None = None) -
                 "host": settings.host,
                 "port": settings.port,
                 "tls": ssl_context is not None,
-                "binding": binder is not None,
+                "binding": app[STATE].binder is not None,
                 "eventLoop": type(asyncio.get_running_loop()).__module__.split(".")[0],
                 "metricsHost": settings.metrics_host if settings.metrics_port is not None else None,
                 "metricsPort": settings.metrics_port,
@@ -147,11 +94,7 @@ async def serve(settings: ExtenderSettings, stop: asyncio.Event | None = None) -
     finally:
         if ops_runner is not None:
             await ops_runner.cleanup()
-        await runner.cleanup()
-        if binder is not None:
-            await binder.close()
-        if api is not None:
-            await api.close()
+        await runner.cleanup()  # stops the services, then closes the binder and the API client
 
 
 def event_loop_factory(choice: EventLoop) -> Callable[[], asyncio.AbstractEventLoop] | None:

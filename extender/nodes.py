@@ -1,8 +1,8 @@
 """Node cache: node name → carbon zone, kept fresh in the background (API-server watch or static file).
 
 The request path only calls `NodeLookup.zones_of`/`zone_of`, dict lookups; all I/O happens in
-background tasks. Only the zone and the Ready flag are kept per node (two small values, names interned): full Node
-objects with image lists would cost tens of KiB each at 5,000 nodes.
+background tasks. Only the zone and the Ready flag are kept per node (two small values, names
+interned): full Node objects with image lists would cost tens of KiB each at 5,000 nodes.
 """
 
 from __future__ import annotations
