@@ -55,22 +55,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(settings.log_level)
     context = None
     reloader = None
-    if settings.tls_cert is not None and settings.tls_key is not None:
+    serving = settings.serving
+    if serving.tls_cert is not None and serving.tls_key is not None:
         try:
-            context = server_ssl_context(settings.tls_cert, settings.tls_key)
+            context = server_ssl_context(serving.tls_cert, serving.tls_key)
         except (OSError, ssl.SSLError) as error:
             log.error("cannot load the TLS certificate", extra={"error": str(error)})
             return 2
         # cert-manager rotates webhook certificates in place: reload them without a restart.
-        reloader = CertReloader(context, settings.tls_cert, settings.tls_key)
+        reloader = CertReloader(context, serving.tls_cert, serving.tls_key)
     elif settings.webhook:
         log.warning("serving plain HTTP: the API server only calls webhooks over HTTPS (set --tls-cert)")
     try:
         # carbon_common.serving: read timeouts, a connection cap and a 5 s shutdown.
         run_app(
             create_app(settings, reloader=reloader),
-            host=settings.host,
-            port=settings.port,
+            host=serving.host,
+            port=serving.port,
             ssl_context=context,
         )
     except (KubeConfigError, ConfigException, OSError) as error:

@@ -94,7 +94,8 @@ async def _controller_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[KEY_SETTINGS]
     metrics = app[KEY_METRICS]
     api = await load_api_client(settings.kubeconfig)
-    identity = settings.identity or socket.gethostname()
+    leader = settings.leader
+    identity = leader.identity or socket.gethostname()
     session = aiohttp.ClientSession()
     elector: LeaderElector | None = None
     controller: GreenWindowController | None = None
@@ -105,16 +106,16 @@ async def _controller_ctx(app: web.Application) -> AsyncIterator[None]:
             # Deposed: abandon releases and plans in flight before another replica can take over.
             controller.leadership_changed(leading)
 
-    if settings.leader_elect:
+    if leader.leader_elect:
         elector = LeaderElector(
             api,
             LeaseConfig(
-                namespace=settings.lease_namespace,
-                name=settings.lease_name,
+                namespace=leader.lease_namespace,
+                name=leader.lease_name,
                 identity=identity,
-                lease_duration=settings.lease_duration,
-                renew_deadline=settings.renew_deadline,
-                retry_period=settings.retry_period,
+                lease_duration=leader.lease_duration,
+                renew_deadline=leader.renew_deadline,
+                retry_period=leader.retry_period,
             ),
             on_change=on_change,
             on_error=lambda: metrics.errors.labels(operation="lease").inc(),
@@ -170,7 +171,7 @@ async def _controller_ctx(app: web.Application) -> AsyncIterator[None]:
     ]
     if elector is not None:
         tasks.append(asyncio.create_task(elector.run(), name="deferral-leader"))
-    log.info("controller started", extra={"identity": identity, "leader_elect": settings.leader_elect})
+    log.info("controller started", extra={"identity": identity, "leader_elect": leader.leader_elect})
     try:
         yield
     finally:

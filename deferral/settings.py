@@ -2,7 +2,8 @@
 
 Every field is a CLI flag (``--replan-interval``) and an environment variable
 (``CARBON_DEFERRAL_REPLAN_INTERVAL``); ``deferral.__main__`` builds the parser from this dataclass
-(carbon_common.settings), with each field's docstring as its --help.
+(carbon_common.settings), with each field's docstring as its --help. The fields of the groups
+(``serving``, ``leader``) are flags of their own name: ``leader.lease_duration`` is ``--lease-duration``.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ ENV_PREFIX = "CARBON_DEFERRAL_"
 
 
 @dataclass(frozen=True, slots=True)
-class DeferralSettings:
-    # --- serving (webhook, /healthz, /readyz, /metrics) ---
+class ServingSettings:
+    """The one listener: webhook, /healthz, /readyz, /metrics."""
+
     host: str = "0.0.0.0"
     """The API server calls the webhook through a Service: listen on every interface."""
     port: int = 8443
@@ -26,10 +28,34 @@ class DeferralSettings:
     """PEM certificate chain for the webhook. The API server only calls webhooks over HTTPS."""
     tls_key: Path | None = None
     """PEM private key for --tls-cert. Both are reloaded when cert-manager rotates them."""
+
+
+@dataclass(frozen=True, slots=True)
+class LeaderSettings:
+    """Leader election over a coordination.k8s.io/v1 Lease."""
+
+    leader_elect: bool = True
+    """Elect one leader among the replicas; only the leader releases pods."""
+    lease_namespace: str = "default"
+    """Usually the controller's own namespace (set from the downward API)."""
+    lease_name: str = "carbon-deferral"
+    """Name of the Lease the replicas compete for."""
+    identity: str = ""
+    """Unique per replica; default: the host name (the pod name in a Deployment)."""
+    lease_duration: float = 15.0
+    """Seconds a follower waits without seeing a renewal before taking over."""
+    renew_deadline: float = 10.0
+    """Seconds a leader keeps trying to renew before it steps down; below --lease-duration."""
+    retry_period: float = 2.0
+    """Seconds between attempts to acquire or renew the Lease; below --renew-deadline."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeferralSettings:
+    serving: ServingSettings = ServingSettings()
+    """The listener; its flags are --host, --port, --tls-cert and --tls-key."""
     webhook: bool = True
     """Serve POST /mutate."""
-
-    # --- controller ---
     controller: bool = True
     """Run the green-window controller (pod watch, planner, releaser)."""
     kubeconfig: Path | None = None
@@ -56,21 +82,8 @@ class DeferralSettings:
     release still finishes in time. Default: --tick + --lease-duration (a tick's lateness plus a
     leader failover after a crash); --tick without leader election."""
 
-    # --- leader election (coordination.k8s.io/v1 Lease) ---
-    leader_elect: bool = True
-    """Elect one leader among the replicas; only the leader releases pods."""
-    lease_namespace: str = "default"
-    """Usually the controller's own namespace (set from the downward API)."""
-    lease_name: str = "carbon-deferral"
-    """Name of the Lease the replicas compete for."""
-    identity: str = ""
-    """Unique per replica; default: the host name (the pod name in a Deployment)."""
-    lease_duration: float = 15.0
-    """Seconds a follower waits without seeing a renewal before taking over."""
-    renew_deadline: float = 10.0
-    """Seconds a leader keeps trying to renew before it steps down; below --lease-duration."""
-    retry_period: float = 2.0
-    """Seconds between attempts to acquire or renew the Lease; below --renew-deadline."""
+    leader: LeaderSettings = LeaderSettings()
+    """Leader election; its flags are --leader-elect, --lease-namespace and so on."""
 
     log_level: str = "info"
     """debug, info, warning or error."""
@@ -81,16 +94,17 @@ def effective_guard_margin(settings: DeferralSettings) -> float:
     failover after a leader crash when leader election is on)."""
     if settings.guard_margin is not None:
         return settings.guard_margin
-    return settings.tick + (settings.lease_duration if settings.leader_elect else 0.0)
+    leader = settings.leader
+    return settings.tick + (leader.lease_duration if leader.leader_elect else 0.0)
 
 
 def validate(settings: DeferralSettings) -> list[str]:
     """Every problem with a settings combination, phrased with the flag names; empty when valid."""
-    s = settings
+    s, leader = settings, settings.leader
     problems: list[str] = []
-    if (s.tls_cert is None) != (s.tls_key is None):
+    if (s.serving.tls_cert is None) != (s.serving.tls_key is None):
         problems.append("--tls-cert and --tls-key go together")
-    if not 0 < s.retry_period < s.renew_deadline < s.lease_duration:
+    if not 0 < leader.retry_period < leader.renew_deadline < leader.lease_duration:
         problems.append("need 0 < --retry-period < --renew-deadline < --lease-duration")
     if s.max_concurrent_releases < 1:
         problems.append(f"--max-concurrent-releases must be at least 1, got {s.max_concurrent_releases}")

@@ -535,7 +535,11 @@ def test_deferral_controller_and_webhook(tmp_path: Path) -> None:
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     settings = deferral_settings(container["command"][1:], env={})
     assert settings.feed_url == "http://r-carbon-aware-scheduler.ns.svc:8080"
-    assert (settings.zones, settings.lease_namespace, settings.leader_elect) == ("FR,DE", "ns", True)
+    assert (settings.zones, settings.leader.lease_namespace, settings.leader.leader_elect) == (
+        "FR,DE",
+        "ns",
+        True,
+    )
     # The feed leaves loopback so the controller can reach it through the Service.
     feed = _containers(docs)["feed"]
     assert "--host=0.0.0.0" in feed["command"]

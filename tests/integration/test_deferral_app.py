@@ -20,7 +20,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from carbon_common.tls import CertReloader, server_ssl_context
 from deferral.app import create_app
-from deferral.settings import DeferralSettings
+from deferral.settings import DeferralSettings, LeaderSettings
 
 if TYPE_CHECKING:
     from tests.fakes.kube_apiserver import FakeKube
@@ -63,11 +63,13 @@ async def test_controller_app_gets_ready_and_releases_invalid_pods(
         kubeconfig=fake_kube.kubeconfig,
         feed_url="http://127.0.0.1:9",  # discard port: the feed is down, which must not matter here
         tick=0.05,
-        lease_namespace="kube-system",
-        identity="app-test",
-        lease_duration=3.0,
-        renew_deadline=2.0,
-        retry_period=0.1,
+        leader=LeaderSettings(
+            lease_namespace="kube-system",
+            identity="app-test",
+            lease_duration=3.0,
+            renew_deadline=2.0,
+            retry_period=0.1,
+        ),
     )
     client = await aiohttp_client(create_app(settings))
     for _ in range(500):

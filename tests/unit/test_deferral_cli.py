@@ -25,7 +25,7 @@ def test_flags_win_over_environment_which_wins_over_defaults() -> None:
     assert settings.tick == 0.5
     assert settings.webhook is False
     assert settings.kubeconfig == Path("/tmp/kc")
-    assert parse_settings(["--no-leader-elect"], env={}).leader_elect is False
+    assert parse_settings(["--no-leader-elect"], env={}).leader.leader_elect is False
 
 
 @pytest.mark.parametrize(
