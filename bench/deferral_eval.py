@@ -36,11 +36,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from bench.evaluation.forecasts import planner_best_windows
 from bench.evaluation.temporal import controller_release
+from carbon_common.interval import Interval
 from carbon_common.timeutil import floor_hour, parse_duration
 from carbon_feed.traces import default_trace_path, load_trace
 from deferral.annotations import DeferralSpec
-from deferral.planner import Forecast, Plan, Point, best_windows, plan_start
+from deferral.planner import Forecast, Plan, plan_start
 
 ROOT = Path(__file__).resolve().parents[1]
 HOUR = timedelta(hours=1)
@@ -92,7 +94,7 @@ def mean_over(series: dict[datetime, float], start: datetime, duration: timedelt
 
 def forecast_points(
     zone: str, series: dict[datetime, float], arrival: datetime, horizon: int, kind: str
-) -> list[Point]:
+) -> list[Interval]:
     points = []
     for lead in range(horizon):
         hour = arrival + lead * HOUR
@@ -103,7 +105,7 @@ def forecast_points(
             days_back = lead // 24 + 1
             value = series.get(hour - days_back * 24 * HOUR)
         if value is not None:
-            points.append(Point(zone, hour, hour + HOUR, value))
+            points.append(Interval(hour, hour + HOUR, value, zone=zone))
     return points
 
 
@@ -159,7 +161,7 @@ def release_time(
     def plan_for(now: datetime, previous: Plan | None) -> Plan:
         points = forecast_points(zone, series, now, horizon, kind)
         started = time.perf_counter()
-        windows = best_windows(points, spec.duration, now, spec.deadline)
+        windows = planner_best_windows(points, spec.duration, now, spec.deadline)
         previous_hour = series.get(now - HOUR)
         current = {zone: previous_hour} if previous_hour is not None else {}
         plan = plan_start(spec, now, Forecast(windows, current), previous)

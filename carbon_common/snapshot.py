@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 import orjson
 
+from carbon_common.interval import Interval
 from carbon_common.timeutil import format_rfc3339, parse_rfc3339
 
 SCHEMA_VERSION = 1
@@ -40,13 +41,6 @@ class SnapshotError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
-class ForecastPoint:
-    start: datetime
-    end: datetime
-    intensity: float
-
-
-@dataclass(frozen=True, slots=True)
 class ZoneReading:
     zone: str
     intensity: float
@@ -54,7 +48,7 @@ class ZoneReading:
     source: str
     estimated: bool = False
     signal: Signal = "average"
-    forecast: tuple[ForecastPoint, ...] = ()
+    forecast: tuple[Interval, ...] = ()
     period_seconds: float = 0.0
     """Length of the period starting at observed_at that the reading describes; 0 for a point reading."""
 
@@ -120,7 +114,7 @@ def _zone(name: str, raw: Any) -> ZoneReading:
         points = []
     if not isinstance(points, list):
         raise SnapshotError(f"{where}.forecast: expected a list")
-    forecast: list[ForecastPoint] = []
+    forecast: list[Interval] = []
     for i, point in enumerate(points):
         pw = f"{where}.forecast[{i}]"
         if not isinstance(point, dict):
@@ -128,7 +122,7 @@ def _zone(name: str, raw: Any) -> ZoneReading:
         start, end = _time(point.get("start"), pw + ".start"), _time(point.get("end"), pw + ".end")
         if end <= start:
             raise SnapshotError(f"{pw}: end is not after start")
-        forecast.append(ForecastPoint(start, end, _intensity(point.get("intensity"), pw)))
+        forecast.append(Interval(start, end, _intensity(point.get("intensity"), pw)))
     source = raw.get("source", "")
     estimated = raw.get("estimated", False)
     if not isinstance(source, str) or not isinstance(estimated, bool):

@@ -14,8 +14,9 @@ import orjson
 from aiohttp import web
 from prometheus_client.aiohttp import make_aiohttp_handler
 
+from carbon_common.interval import Interval
 from carbon_common.timeutil import format_rfc3339, parse_duration, parse_rfc3339
-from carbon_common.windows import Point, Window, best_windows
+from carbon_common.windows import best_windows
 from carbon_feed.model import Reading
 from carbon_feed.service import FeedService
 from carbon_feed.view import ZoneView, readiness, reading_age
@@ -191,16 +192,16 @@ async def forecast_zone(request: web.Request) -> web.Response:
     )
 
 
-def zone_points(view: ZoneView) -> list[Point]:
+def zone_points(view: ZoneView) -> list[Interval]:
     """The current period (actual value) followed by the forecast points that start after it."""
     r = view.reading
     current_end = r.start + timedelta(seconds=r.period_seconds)
-    points = [Point(r.start, current_end, r.value)]
-    points += [Point(p.start, p.end, p.intensity) for p in view.forecast if p.start >= current_end]
+    points = [Interval(r.start, current_end, r.value)]
+    points += [p for p in view.forecast if p.start >= current_end]
     return points
 
 
-def _window(zone: str, w: Window) -> dict[str, Any]:
+def _window(zone: str, w: Interval) -> dict[str, Any]:
     return {
         "zone": zone,
         "start": format_rfc3339(w.start),
@@ -244,7 +245,7 @@ async def best_handler(request: web.Request) -> web.Response:
     # Stale zones are out, as in the snapshot: a window planned on old data is a guess.
     stale = [z for z in zones if not known[z].fresh]
     zones = [z for z in zones if known[z].fresh]
-    by_zone: dict[str, list[Window]] = {}
+    by_zone: dict[str, list[Interval]] = {}
     for zone in zones if fits else ():
         found = best_windows(zone_points(known[zone]), duration, start, deadline)
         if found:

@@ -35,6 +35,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from carbon_common.interval import Interval
 from carbon_common.timeutil import floor_hour
 
 TAU_HOURS = 24.0
@@ -62,13 +63,6 @@ LEAD_BUCKETS: tuple[tuple[str, int], ...] = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class ForecastValue:
-    start: datetime
-    end: datetime
-    intensity: float
-
-
 def hourly(observations: Iterable[tuple[datetime, float]]) -> dict[datetime, float]:
     """Mean value per UTC hour (sub-hourly providers such as WattTime's 5-minute MOER are averaged)."""
     sums: dict[datetime, list[float]] = defaultdict(list)
@@ -88,7 +82,7 @@ def baseline_forecast(
     tau_hours: float = TAU_HOURS,
     profile_days: int = PROFILE_DAYS,
     week_weight: float = WEEK_WEIGHT,
-) -> list[ForecastValue]:
+) -> list[Interval]:
     """Hourly baseline for the `horizon_hours` after the last observed hour ([] without history)."""
     if not tau_hours > 0:
         raise ValueError(f"tau_hours must be > 0, got {tau_hours}")
@@ -114,7 +108,7 @@ def baseline_forecast(
         return sum(values) / len(values) if values else overall
 
     now_profile = profile(last_hour.hour)
-    result: list[ForecastValue] = []
+    result: list[Interval] = []
     for lead in range(1, horizon_hours + 1):
         target = last_hour + lead * HOUR
         typical = profile(target.hour)
@@ -126,7 +120,7 @@ def baseline_forecast(
         weight = persistence_weight(lead, tau_hours)
         # max(0): a steep daily shape must not push a low current level below zero
         shaped = max(0.0, last + typical - now_profile)
-        result.append(ForecastValue(target, target + HOUR, weight * shaped + (1 - weight) * typical))
+        result.append(Interval(target, target + HOUR, weight * shaped + (1 - weight) * typical))
     return result
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from carbon_feed.forecast import BASELINE, HISTORY_DAYS, ForecastValue, baseline_forecast
+from carbon_common.interval import Interval
+from carbon_feed.forecast import BASELINE, HISTORY_DAYS, baseline_forecast
 from carbon_feed.model import Reading
 from carbon_feed.store import Store
 from carbon_feed.view import ZoneForecast
@@ -22,8 +23,7 @@ class ForecastPublisher:
         offered = await self.store.aforecast(reading.provider, reading.zone, reading.signal, since)
         if offered:
             values = tuple(
-                ForecastValue(p.start, p.start + timedelta(seconds=p.period_seconds), p.value)
-                for p in offered
+                Interval(p.start, p.start + timedelta(seconds=p.period_seconds), p.value) for p in offered
             )
             return values, reading.provider
         # No provider forecast: the baseline, built from this provider's own history of the zone.

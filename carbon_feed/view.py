@@ -15,17 +15,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from carbon_common import snapshot as contract
+from carbon_common.interval import Interval
 from carbon_common.snapshot import (
     MAX_PLAUSIBLE_INTENSITY,
-    ForecastPoint,
     Snapshot,
     ZoneReading,
     encode_snapshot,
 )
-from carbon_feed.forecast import ForecastValue
 from carbon_feed.model import Reading
 
-ZoneForecast = tuple[tuple[ForecastValue, ...], str | None]
+ZoneForecast = tuple[tuple[Interval, ...], str | None]
 """A zone's forecast and its source (the provider, or "baseline"; None without a forecast)."""
 
 
@@ -33,7 +32,7 @@ ZoneForecast = tuple[tuple[ForecastValue, ...], str | None]
 class ZoneView:
     reading: Reading
     fresh: bool
-    forecast: tuple[ForecastValue, ...] = ()
+    forecast: tuple[Interval, ...] = ()
     forecast_source: str | None = None
     """The provider whose forecast this is, or "baseline"."""
 
@@ -80,7 +79,7 @@ def choose_zone_readings(latest: Sequence[Reading], order: Mapping[str, int]) ->
     return chosen
 
 
-def zone_reading(reading: Reading, forecast: tuple[ForecastPoint, ...] = ()) -> ZoneReading:
+def zone_reading(reading: Reading, forecast: tuple[Interval, ...] = ()) -> ZoneReading:
     """The snapshot's view of a stored reading, periodSeconds included (the extender needs it to
     measure age the same way)."""
     return ZoneReading(
@@ -113,7 +112,7 @@ def build_snapshot(zones: Mapping[str, ZoneView], now: datetime) -> Snapshot:
         if not view.fresh or r.signal == "index" or not 0 <= r.value <= MAX_PLAUSIBLE_INTENSITY:
             continue
         points = tuple(
-            ForecastPoint(p.start, p.end, p.intensity)
+            Interval(p.start, p.end, p.intensity)
             for p in view.forecast
             if p.end > now and p.end > p.start and 0 <= p.intensity <= MAX_PLAUSIBLE_INTENSITY
         )

@@ -19,10 +19,11 @@ from urllib.parse import quote
 import aiohttp
 import orjson
 
+from carbon_common.interval import Interval
 from carbon_common.timeutil import format_rfc3339, parse_rfc3339
 from deferral.annotations import DeferralSpec
 from deferral.metrics import DeferralMetrics
-from deferral.planner import Forecast, Point, Window, all_windows
+from deferral.planner import Forecast, candidate_windows
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ MAX_SPAN = timedelta(days=14)
 """The feed's largest /v1/best span (carbon_feed.api.MAX_BEST_SPAN)."""
 
 
-def _window(item: Any, zone: Any) -> Window:
+def _window(item: Any, zone: Any) -> Interval:
     if not isinstance(item, Mapping):
         raise ValueError("a window is not an object")
     intensity = item.get("intensity")
@@ -38,11 +39,11 @@ def _window(item: Any, zone: Any) -> Window:
         raise ValueError(f"window intensity {intensity!r} is not a number")
     if not isinstance(zone, str):
         raise ValueError(f"window zone {zone!r} is not a string")
-    return Window(
-        zone,
+    return Interval(
         parse_rfc3339(str(item.get("start", ""))),
         parse_rfc3339(str(item.get("end", ""))),
         float(intensity),
+        zone=zone,
     )
 
 
@@ -83,11 +84,11 @@ def parse_best(body: Any) -> Forecast:
     )
 
 
-def parse_forecast(zone: str, body: Any) -> list[Point]:
+def parse_forecast(zone: str, body: Any) -> list[Interval]:
     """The /v1/forecast/{zone} answer as points; ValueError naming the bad field otherwise."""
     if not isinstance(body, Mapping) or not isinstance(body.get("forecast"), list):
         raise ValueError("'forecast' is not a list")
-    return [Point(zone, w.start, w.end, w.intensity) for w in (_window(i, zone) for i in body["forecast"])]
+    return [_window(item, zone) for item in body["forecast"]]
 
 
 class FeedClient:
@@ -107,7 +108,7 @@ class FeedClient:
         self._zones = tuple(zones)
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._forecast_ttl = forecast_ttl
-        self._forecasts: dict[str, tuple[float, list[Point]]] = {}
+        self._forecasts: dict[str, tuple[float, list[Interval]]] = {}
         """Zone -> (loop time fetched, points): one /v1/forecast call per zone per TTL, for all pods."""
 
     async def best(self, spec: DeferralSpec, now: datetime) -> tuple[Forecast | None, str]:
@@ -145,10 +146,10 @@ class FeedClient:
         zones = sorted(set(forecast.current) | {w.zone for w in forecast.windows})
         series = await asyncio.gather(*(self._zone_points(zone) for zone in zones))
         points = [point for zone_points in series for point in zone_points]
-        candidates = all_windows(points, spec.duration, start, deadline)
+        candidates = candidate_windows(points, spec.duration, start, deadline)
         return replace(forecast, candidates=candidates), "ok"
 
-    async def _zone_points(self, zone: str) -> list[Point]:
+    async def _zone_points(self, zone: str) -> list[Interval]:
         """The zone's forecast (GET /v1/forecast/{zone}), cached; [] on any failure: the candidates
         only widen capacity-aware planning, the best windows above still stand."""
         clock = asyncio.get_running_loop().time()

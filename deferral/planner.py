@@ -25,8 +25,9 @@ from typing import Any, Literal
 
 import orjson
 
-from carbon_common import windows as shared_windows
+from carbon_common.interval import Interval
 from carbon_common.timeutil import format_rfc3339, parse_rfc3339
+from carbon_common.windows import fits, rolling_windows
 from deferral.annotations import DeferralSpec
 from deferral.capacity import Capacity
 
@@ -34,29 +35,23 @@ Basis = Literal["forecast", "no_forecast", "guard"]
 """forecast: a green window; no_forecast: waiting for the guard; guard: the guard is already due."""
 ReleaseReason = Literal["window_reached", "deadline_guard", "invalid", "error"]
 
-# Two intensities closer than this are a tie (feeds round to 0.1 g/kWh or finer).
-_TIE = 1e-6
-_MAX_GAP = timedelta(seconds=1)
-
-
-@dataclass(frozen=True, slots=True)
-class Window:
-    zone: str
-    start: datetime
-    end: datetime
-    intensity: float
-    """Time-weighted average over the window, gCO2eq/kWh."""
+TIE = 1e-6
+"""Two intensities closer than this (g/kWh) are a tie (feeds round to 0.1 g/kWh or finer)."""
+MAX_GAP = timedelta(seconds=1)
+"""Uncovered time a window of a zone's forecast may have (carbon_common.windows, max_gap): providers'
+intervals do not always quite abut."""
 
 
 @dataclass(frozen=True, slots=True)
 class Forecast:
     """The feed's /v1/best answer for one pod's span, reduced to what planning needs."""
 
-    windows: Sequence[Window]
+    windows: Sequence[Interval]
+    """The best windows (each with its zone), carbon_common.windows."""
     current: Mapping[str, float] = field(default_factory=dict)
     """Intensity now per zone."""
     generated_at: datetime | None = None
-    candidates: Sequence[Window] = ()
+    candidates: Sequence[Interval] = ()
     """Other windows of the span (every forecast hour of every zone), for capacity-aware planning only:
     when the best windows are full, these are where the pod can still go green."""
 
@@ -147,7 +142,7 @@ def plan_start(
     usable = [w for w in (forecast.windows if forecast else ()) if w.start <= guard]
     if usable:
         best = min(usable, key=lambda w: (w.intensity, w.start))
-        ties = [w for w in usable if w.intensity - best.intensity <= _TIE]
+        ties = [w for w in usable if w.intensity - best.intensity <= TIE]
         chosen = min(ties, key=lambda w: w.start)
         start = min(max(chosen.start, lower), guard)
         return Plan(
@@ -204,10 +199,10 @@ def plan_with_capacity(
     start_now = lower <= now and bool(now_options)
     if fitting:
         chosen = min(fitting, key=lambda w: (w.intensity, w.start, w.zone))
-        ties = [w for w in fitting if w.intensity - chosen.intensity <= _TIE]
+        ties = [w for w in fitting if w.intensity - chosen.intensity <= TIE]
         chosen = min(ties, key=lambda w: (w.start, w.zone))
         start = min(max(chosen.start, lower), guard)
-        if not (start_now and now_options[0][0] <= chosen.intensity + _TIE):
+        if not (start_now and now_options[0][0] <= chosen.intensity + TIE):
             note = (
                 f"{blind.zone} full at {format_rfc3339(blind.start)} ({free}m CPU free for {cpu_m}m); "
                 f"{chosen.zone}: {room(chosen.zone, start)}m free"
@@ -238,56 +233,11 @@ def release_reason(spec: DeferralSpec, plan: Plan, now: datetime) -> ReleaseReas
     return None
 
 
-@dataclass(frozen=True, slots=True)
-class Point:
-    """One forecast or trace interval of one zone."""
-
-    zone: str
-    start: datetime
-    end: datetime
-    intensity: float
-
-
-def all_windows(
-    points: Sequence[Point], duration: timedelta, start: datetime, deadline: datetime
-) -> list[Window]:
-    """Every candidate window of every zone (carbon_common.windows.rolling_windows, zone by zone)."""
-    if duration <= timedelta(0) or deadline - duration < start:
+def candidate_windows(
+    points: Sequence[Interval], duration: timedelta, start: datetime, deadline: datetime
+) -> list[Interval]:
+    """Every window of every zone's forecast a pod of `duration` may take between `start` and
+    `deadline` (carbon_common.windows.rolling_windows, allowing MAX_GAP); [] when the run cannot fit."""
+    if not fits(duration, start, deadline):
         return []
-    by_zone: dict[str, list[shared_windows.Point]] = {}
-    for point in points:
-        by_zone.setdefault(point.zone, []).append(
-            shared_windows.Point(point.start, point.end, point.intensity)
-        )
-    return [
-        Window(zone, w.start, w.end, w.intensity)
-        for zone, series in by_zone.items()
-        for w in shared_windows.rolling_windows(series, duration, start, deadline, max_gap=_MAX_GAP)
-    ]
-
-
-def best_windows(
-    points: Sequence[Point], duration: timedelta, start: datetime, deadline: datetime
-) -> list[Window]:
-    """All ties of the minimum time-weighted rolling average over every zone, earliest first.
-
-    The feed's /v1/best rule (carbon_common.windows, the GSF Carbon Aware SDK's method) applied zone by
-    zone, for callers with no feed in between (the bench replays traces through it). Up to a second of
-    uncovered time is allowed for providers whose intervals do not quite abut.
-    """
-    if duration <= timedelta(0) or deadline - duration < start:
-        return []
-    by_zone: dict[str, list[shared_windows.Point]] = {}
-    for point in points:
-        by_zone.setdefault(point.zone, []).append(
-            shared_windows.Point(point.start, point.end, point.intensity)
-        )
-    found = [
-        Window(zone, w.start, w.end, w.intensity)
-        for zone, series in by_zone.items()
-        for w in shared_windows.rolling_windows(series, duration, start, deadline, max_gap=_MAX_GAP)
-    ]
-    if not found:
-        return []
-    lowest = min(w.intensity for w in found)
-    return sorted((w for w in found if w.intensity - lowest <= _TIE), key=lambda w: (w.start, w.zone))
+    return rolling_windows(points, duration, start, deadline, max_gap=MAX_GAP)

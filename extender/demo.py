@@ -24,8 +24,9 @@ import aiohttp
 import orjson
 from aiohttp import web
 
+from carbon_common.interval import Interval
 from carbon_common.jsonlog import setup_logging
-from carbon_common.snapshot import ForecastPoint, Snapshot, ZoneReading, parse_snapshot
+from carbon_common.snapshot import Snapshot, ZoneReading, parse_snapshot
 from carbon_common.timeutil import utcnow
 from extender.app import create_app
 from extender.fixed_nodes import MappingNodeLookup
@@ -72,7 +73,7 @@ def load_demo_snapshot(data: bytes | None, now: datetime) -> Snapshot:
             z.source,
             z.estimated,
             z.signal,
-            tuple(ForecastPoint(p.start + shift, p.end + shift, p.intensity) for p in z.forecast),
+            tuple(Interval(p.start + shift, p.end + shift, p.intensity) for p in z.forecast),
         )
         for name, z in snapshot.zones.items()
     }

@@ -33,18 +33,16 @@ from typing import Literal, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from bench.evaluation.forecasts import HISTORY_HOURS, FloatArray, Forecaster
+from bench.evaluation.forecasts import HISTORY_HOURS, FloatArray, Forecaster, planner_best_windows
 from bench.evaluation.trace import HOUR, Trace
 from bench.evaluation.workload import Node, Pod
+from carbon_common.interval import Interval
 from deferral.annotations import DeferralSpec
 from deferral.capacity import Booking, Capacity
 from deferral.planner import (
     Forecast,
     Plan,
-    Point,
-    Window,
-    all_windows,
-    best_windows,
+    candidate_windows,
     plan_start,
     plan_with_capacity,
     release_reason,
@@ -157,10 +155,10 @@ class ForecastCache:
     def __init__(self, trace: Trace, forecaster: Forecaster, horizon: int) -> None:
         self.trace, self.forecaster, self.horizon = trace, forecaster, horizon
         self._origin = -1
-        self._points: list[Point] = []
+        self._points: list[Interval] = []
         self._current: dict[str, float] = {}
 
-    def at(self, origin: int) -> tuple[list[Point], dict[str, float]]:
+    def at(self, origin: int) -> tuple[list[Interval], dict[str, float]]:
         if origin != self._origin:
             t0 = self.trace.time_of(origin)
             self._points, self._current = [], {}
@@ -169,7 +167,8 @@ class ForecastCache:
                 values = self.forecaster(z, history, t0, self.horizon)
                 self._current[zone] = float(values[0])
                 self._points.extend(
-                    Point(zone, t0 + i * HOUR, t0 + (i + 1) * HOUR, float(v)) for i, v in enumerate(values)
+                    Interval(t0 + i * HOUR, t0 + (i + 1) * HOUR, float(v), zone=zone)
+                    for i, v in enumerate(values)
                 )
             self._origin = origin
         return self._points, self._current
@@ -211,32 +210,34 @@ def plan_deferral(
     spec = deferral_spec(pod, trace)
     points = [p for p in all_points if p.start < spec.deadline]
     if capacity is None:
-        windows = best_windows(points, spec.duration, moment, spec.deadline)
+        windows = planner_best_windows(points, spec.duration, moment, spec.deadline)
         return plan_start(spec, moment, Forecast(windows, current=current), previous)
     windows = feed_windows(points, spec.duration, moment, spec.deadline)
     # As deferral.feed: the /v1/best windows, plus every window of every zone's forecast as candidates.
-    others = [] if best_only else all_windows(points, spec.duration, moment, spec.deadline)
+    others = [] if best_only else candidate_windows(points, spec.duration, moment, spec.deadline)
     forecast = Forecast(windows, current=current, candidates=others)
     return plan_with_capacity(spec, moment, forecast, pod.cpu_m, capacity, previous)
 
 
 def feed_windows(
-    points: Sequence[Point], duration: timedelta, start: datetime, deadline: datetime
-) -> list[Window]:
+    points: Sequence[Interval], duration: timedelta, start: datetime, deadline: datetime
+) -> list[Interval]:
     """What the feed's /v1/best hands the controller: the global ties plus each zone's best window."""
-    by_zone: dict[str, list[Point]] = {}
+    by_zone: dict[str, list[Interval]] = {}
     for point in points:
         by_zone.setdefault(point.zone, []).append(point)
     best = [
         found[0]
         for zone_points in by_zone.values()
-        if (found := best_windows(zone_points, duration, start, deadline))
+        if (found := planner_best_windows(zone_points, duration, start, deadline))
     ]
     if not best:
         return []
     lowest = min(w.intensity for w in best)
     return best + [
-        w for w in best_windows(points, duration, start, deadline) if w not in best and w.intensity <= lowest
+        w
+        for w in planner_best_windows(points, duration, start, deadline)
+        if w not in best and w.intensity <= lowest
     ]
 
 

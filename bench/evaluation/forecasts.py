@@ -9,13 +9,17 @@ records which one ran.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
+from carbon_common.interval import Interval
+from carbon_common.windows import best_windows, fits
 from carbon_feed.forecast import HISTORY_DAYS, baseline_forecast
+from deferral.planner import MAX_GAP, TIE
 
 FloatArray = npt.NDArray[np.float64]
 HOUR = timedelta(hours=1)
@@ -92,3 +96,14 @@ class NoisyTruth:
 
 def default_forecaster() -> Forecaster:
     return FeedBaseline()
+
+
+def planner_best_windows(
+    points: Sequence[Interval], duration: timedelta, start: datetime, deadline: datetime
+) -> list[Interval]:
+    """The best windows of every zone's forecast, as the bench hands them to the planner (no feed in
+    between): carbon_common.windows.best_windows with the planner's gap and tie rules
+    (deferral.planner.MAX_GAP, TIE); [] when the run cannot fit."""
+    if not fits(duration, start, deadline):
+        return []
+    return best_windows(points, duration, start, deadline, max_gap=MAX_GAP, rel_tol=0.0, abs_tol=TIE)

@@ -5,7 +5,7 @@ This is the setting of the published bound (docs/evaluation.md: a 1-hour job wit
 
 - run now: the job's mean intensity over [a, a + duration);
 - ours: what the product's green-window controller (deferral/controller.py) does with the pod, driven
-  through the product's own planner functions (`deferral.planner.best_windows`, `plan_start`,
+  through the product's own planner functions (`plan_start`,
   `release_reason`). The controller re-plans a waiting pod every ``replan_interval`` with a fresh
   forecast from the feed, and releases it as soon as the current plan's start is reached. On an hourly
   trace that is: at every hour h from the arrival on, plan from a forecast issued at h with data up to
@@ -25,10 +25,11 @@ from datetime import datetime, timedelta
 import numpy as np
 import numpy.typing as npt
 
-from bench.evaluation.forecasts import HISTORY_HOURS, FloatArray, Forecaster
+from bench.evaluation.forecasts import HISTORY_HOURS, FloatArray, Forecaster, planner_best_windows
 from bench.evaluation.trace import HOUR, Trace
+from carbon_common.interval import Interval
 from deferral.annotations import DeferralSpec
-from deferral.planner import Forecast, Plan, Point, best_windows, plan_start, release_reason
+from deferral.planner import Forecast, Plan, plan_start, release_reason
 
 IntArray = npt.NDArray[np.intp]
 
@@ -105,9 +106,9 @@ class ForecastIssues:
     def __init__(self, trace: Trace, zone_row: int, horizon: int, forecaster: Forecaster) -> None:
         self.trace, self.row, self.horizon, self.forecaster = trace, zone_row, horizon, forecaster
         self.zone = trace.zones[zone_row]
-        self._issued: dict[int, tuple[list[Point], float]] = {}
+        self._issued: dict[int, tuple[list[Interval], float]] = {}
 
-    def at(self, hour: int) -> tuple[list[Point], float]:
+    def at(self, hour: int) -> tuple[list[Interval], float]:
         """(points from `hour` on, the forecast of hour `hour` itself) from data up to hour-1 only."""
         cached = self._issued.get(hour)
         if cached is None:
@@ -115,7 +116,7 @@ class ForecastIssues:
             origin = self.trace.time_of(hour)
             predicted = self.forecaster(self.row, history, origin, self.horizon)
             points = [
-                Point(self.zone, origin + i * HOUR, origin + (i + 1) * HOUR, float(v))
+                Interval(origin + i * HOUR, origin + (i + 1) * HOUR, float(v), zone=self.zone)
                 for i, v in enumerate(predicted)
             ]
             cached = (points, float(predicted[0]))
@@ -131,9 +132,9 @@ def plan_at(issues: ForecastIssues, spec: DeferralSpec, hour: int, previous: Pla
     """The plan the controller makes at `hour` from the forecast the feed issues then."""
     points, current = issues.at(hour)
     now = issues.trace.time_of(hour)
-    # Points past the deadline cannot be part of any window: skip them (best_windows is quadratic).
+    # Points past the deadline cannot be part of any window: skip them (finding windows is quadratic).
     span = [p for p in points if p.start < spec.deadline]
-    windows = best_windows(span, spec.duration, now, spec.deadline)
+    windows = planner_best_windows(span, spec.duration, now, spec.deadline)
     return plan_start(spec, now, Forecast(windows, current={issues.zone: current}), previous)
 
 

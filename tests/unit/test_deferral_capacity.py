@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from carbon_common.interval import Interval
 from deferral.annotations import parse_spec
 from deferral.capacity import Booking, Capacity
-from deferral.planner import Forecast, Plan, Window, plan_start, plan_with_capacity
+from deferral.planner import Forecast, Plan, plan_start, plan_with_capacity
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 H = timedelta(hours=1)
@@ -16,9 +17,9 @@ SPEC = parse_spec({P + "duration": "1h", P + "deadline": (T0 + 10 * H).isoformat
 
 # GREEN is greenest at T0 + 3 h, GREEN-2 a little less green at T0 + 5 h; DIRTY is dirty throughout.
 WINDOWS = [
-    Window("GREEN", T0 + 3 * H, T0 + 4 * H, 50.0),
-    Window("GREEN-2", T0 + 5 * H, T0 + 6 * H, 80.0),
-    Window("DIRTY", T0 + 1 * H, T0 + 2 * H, 400.0),
+    Interval(T0 + 3 * H, T0 + 4 * H, 50.0, zone="GREEN"),
+    Interval(T0 + 5 * H, T0 + 6 * H, 80.0, zone="GREEN-2"),
+    Interval(T0 + 1 * H, T0 + 2 * H, 400.0, zone="DIRTY"),
 ]
 FORECAST = Forecast(WINDOWS, current={"GREEN": 200.0, "GREEN-2": 150.0, "DIRTY": 500.0})
 ROOMY = {"GREEN": 8000, "GREEN-2": 8000, "DIRTY": 8000}
@@ -92,10 +93,10 @@ def test_an_empty_cluster_has_room_everywhere_and_a_full_one_keeps_the_blind_pla
 def test_ties_with_room_go_to_the_earliest_start_then_the_zone_name() -> None:
     tied = Forecast(
         [
-            Window("B", T0 + 2 * H, T0 + 3 * H, 60.0),
-            Window("A", T0 + 2 * H, T0 + 3 * H, 60.0),
-            Window("C", T0 + 1 * H, T0 + 2 * H, 60.0),
-            Window("D", T0 + 1 * H, T0 + 2 * H, 50.0),
+            Interval(T0 + 2 * H, T0 + 3 * H, 60.0, zone="B"),
+            Interval(T0 + 2 * H, T0 + 3 * H, 60.0, zone="A"),
+            Interval(T0 + 1 * H, T0 + 2 * H, 60.0, zone="C"),
+            Interval(T0 + 1 * H, T0 + 2 * H, 50.0, zone="D"),
         ],
         current={"A": 300.0, "B": 300.0, "C": 300.0, "D": 300.0},
     )
@@ -106,7 +107,10 @@ def test_ties_with_room_go_to_the_earliest_start_then_the_zone_name() -> None:
 
 
 def test_the_deadline_guard_stays_absolute() -> None:
-    late = [Window("GREEN", T0 + 12 * H, T0 + 13 * H, 10.0), Window("DIRTY", T0 + H, T0 + 2 * H, 400.0)]
+    late = [
+        Interval(T0 + 12 * H, T0 + 13 * H, 10.0, zone="GREEN"),
+        Interval(T0 + H, T0 + 2 * H, 400.0, zone="DIRTY"),
+    ]
     forecast = Forecast(late, current={"GREEN": 200.0, "DIRTY": 500.0})
     # The only green window is past the guard; DIRTY has no room now: never later than the guard.
     capacity = Capacity({"GREEN": 0, "DIRTY": 8000}, [Booking("DIRTY", 8000, T0, T0 + H)])

@@ -7,12 +7,13 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from carbon_common.interval import Interval
 from carbon_common.kube import ApiStatusError
 from carbon_common.timeutil import format_rfc3339
 from deferral.annotations import DeferralSpec
 from deferral.controller import ControllerOptions, GreenWindowController, gated_pod, release_ops
 from deferral.metrics import DeferralMetrics
-from deferral.planner import Forecast, Window
+from deferral.planner import Forecast
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 H = timedelta(hours=1)
@@ -97,7 +98,7 @@ def released(controller: GreenWindowController, reason: str) -> float:
 
 async def test_plans_then_releases_at_the_window_exactly_once() -> None:
     controller, writer, feed, clock = build()
-    feed.forecast = Forecast([Window("FR", T0 + 3 * H, T0 + 4 * H, 50.0)], current={"FR": 250.0})
+    feed.forecast = Forecast([Interval(T0 + 3 * H, T0 + 4 * H, 50.0, zone="FR")], current={"FR": 250.0})
     controller.on_list([controller.transform(pod("a", deferrable()))])
     assert controller.metrics.registry.get_sample_value("deferral_pods_waiting") == 1
 
@@ -230,10 +231,10 @@ async def test_follower_tracks_the_leaders_latest_plan_from_the_annotation() -> 
     leader, leader_writer, feed, clock = build()
     follower, _, _, _ = build(leader=False)
     follower.now = clock
-    feed.forecast = Forecast([Window("FR", T0 + 3 * H, T0 + 4 * H, 50.0)])
+    feed.forecast = Forecast([Interval(T0 + 3 * H, T0 + 4 * H, 50.0, zone="FR")])
     leader.on_list([leader.transform(pod("a", deferrable()))])
     await leader.plan_pending()
-    feed.forecast = Forecast([Window("FR", T0 + 2 * H, T0 + 3 * H, 40.0)])
+    feed.forecast = Forecast([Interval(T0 + 2 * H, T0 + 3 * H, 40.0, zone="FR")])
     await leader.plan_pending()
     assert len(leader_writer.annotations) == 2
     for _, written in leader_writer.annotations:  # the watch brings each write to the follower

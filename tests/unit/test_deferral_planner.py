@@ -6,6 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from bench.evaluation.forecasts import planner_best_windows as best_windows
+from carbon_common.interval import Interval
 from deferral.annotations import (
     DeferralSpec,
     InvalidDeferral,
@@ -15,9 +17,7 @@ from deferral.annotations import (
 from deferral.planner import (
     Forecast,
     Plan,
-    Point,
-    Window,
-    best_windows,
+    candidate_windows,
     plan_start,
     release_reason,
 )
@@ -91,9 +91,9 @@ def test_invalid_annotations_say_what_is_wrong(notes: dict[str, str], message: s
         parse_spec(notes, created=T0)
 
 
-def w(hours: float, intensity: float, zone: str = "DE") -> Window:
+def w(hours: float, intensity: float, zone: str = "DE") -> Interval:
     start = T0 + timedelta(hours=hours)
-    return Window(zone, start, start + H, intensity)
+    return Interval(start, start + H, intensity, zone=zone)
 
 
 def test_greenest_window_is_chosen_with_intensities_then_and_now() -> None:
@@ -161,7 +161,7 @@ def test_plan_annotation_round_trips_and_rejects_garbage() -> None:
 
 def test_best_windows_time_weighted_rolling_average_with_ties() -> None:
     hourly = [100.0, 50.0, 150.0, 50.0, 50.0, 300.0]
-    points = [Point("DE", T0 + i * H, T0 + (i + 1) * H, v) for i, v in enumerate(hourly)]
+    points = [Interval(T0 + i * H, T0 + (i + 1) * H, v, zone="DE") for i, v in enumerate(hourly)]
     two_hours = best_windows(points, 2 * H, T0, T0 + 6 * H)
     assert [(x.start, x.intensity) for x in two_hours] == [(T0 + 3 * H, 50.0)]
     # A 30-minute run fits in either 50 g/kWh hour: both ties come back, earliest first.
@@ -174,8 +174,25 @@ def test_best_windows_time_weighted_rolling_average_with_ties() -> None:
 
 
 def test_best_windows_skips_spans_without_data() -> None:
-    points = [Point("DE", T0, T0 + H, 10.0)]
+    points = [Interval(T0, T0 + H, 10.0, zone="DE")]
     assert best_windows(points, 2 * H, T0, T0 + 5 * H) == []
+
+
+def test_candidate_windows_of_every_zone_and_none_when_the_run_cannot_fit() -> None:
+    points = [
+        Interval(T0, T0 + H, 10.0, zone="DE"),
+        Interval(T0 + H, T0 + 2 * H, 30.0, zone="DE"),
+        Interval(T0, T0 + 2 * H, 20.0, zone="FR"),
+    ]
+    found = candidate_windows(points, H, T0, T0 + 2 * H)
+    assert [(x.zone, x.start, x.intensity) for x in found] == [
+        ("DE", T0, 10.0),
+        ("DE", T0 + H, 30.0),
+        ("FR", T0, 20.0),  # candidate starts are the start and each of the zone's point starts
+    ]
+    # A deadline already passed, or too close for the run, is no window (not an error) for the planner.
+    assert candidate_windows(points, 2 * H, T0 + H, T0 + 2 * H) == []
+    assert candidate_windows(points, H, T0 + 3 * H, T0 + 2 * H) == []
 
 
 # docs/fuzz.md finding 4: a list or an object (not a string) raised AttributeError, not InvalidDeferral.

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
+from carbon_common.interval import Interval
 from carbon_common.snapshot import parse_snapshot
 from carbon_feed.config import ConfigError, FeedSettings, ProviderConfig
-from carbon_feed.forecast import ForecastValue
 from carbon_feed.http import RateLimitedError
 from carbon_feed.metrics import reject_reason
 from carbon_feed.model import FetchResult, Reading
@@ -68,10 +68,10 @@ def test_freshness_counts_from_the_end_of_the_period() -> None:
 def test_snapshot_leaves_out_stale_zones_and_past_forecast_points() -> None:
     now = T0 + H / 2
     forecast = (
-        ForecastValue(T0 - H, T0, 1.0),  # over
-        ForecastValue(T0, T0 + H, 2.0),  # current period: still useful
-        ForecastValue(T0 + H, T0 + 2 * H, 3.0),
-        ForecastValue(T0 + 2 * H, T0 + 3 * H, 9999.0),  # implausible: dropped
+        Interval(T0 - H, T0, 1.0),  # over
+        Interval(T0, T0 + H, 2.0),  # current period: still useful
+        Interval(T0 + H, T0 + 2 * H, 3.0),
+        Interval(T0 + 2 * H, T0 + 3 * H, 9999.0),  # implausible: dropped
     )
     zones = {
         "DE": ZoneView(reading("em", "DE", 300), True, forecast, "em"),

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from carbon_common.interval import Interval
 from carbon_common.snapshot import parse_snapshot
-from carbon_feed.forecast import ForecastValue
 from carbon_feed.model import Reading
 from carbon_feed.view import build_state, choose_zone_readings, readiness
 
@@ -27,7 +27,7 @@ LATEST = [
 def test_build_state_marks_freshness_keeps_indexes_apart_and_serves_only_fresh_zones() -> None:
     now = T0 + H / 2
     chosen = choose_zone_readings(LATEST, {"em": 0, "wt": 1})
-    forecast = (ForecastValue(T0 + H, T0 + 2 * H, 250.0),)
+    forecast = (Interval(T0 + H, T0 + 2 * H, 250.0),)
     state = build_state(LATEST, chosen, {"DE": (forecast, "em")}, now, timedelta(hours=2), loaded=True)
 
     assert list(state.zones) == ["DE", "PL"]

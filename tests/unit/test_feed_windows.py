@@ -6,14 +6,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from carbon_common.windows import Point, best_windows, rolling_windows, weighted_average
+from carbon_common.interval import Interval
+from carbon_common.windows import best_windows, rolling_windows, weighted_average
 
 T0 = datetime(2026, 11, 22, 0, 0, tzinfo=UTC)
 H = timedelta(hours=1)
 
 
-def hourly(values: list[float], start: datetime = T0) -> list[Point]:
-    return [Point(start + i * H, start + (i + 1) * H, v) for i, v in enumerate(values)]
+def hourly(values: list[float], start: datetime = T0) -> list[Interval]:
+    return [Interval(start + i * H, start + (i + 1) * H, v) for i, v in enumerate(values)]
 
 
 def test_minimum_two_hour_window() -> None:
@@ -40,9 +41,9 @@ def test_start_inside_a_point_is_time_weighted() -> None:
 
 def test_points_of_different_lengths_weigh_by_overlap() -> None:
     points = [
-        Point(T0, T0 + H / 2, 100),
-        Point(T0 + H / 2, T0 + 1.5 * H, 10),
-        Point(T0 + 1.5 * H, T0 + 2.5 * H, 40),
+        Interval(T0, T0 + H / 2, 100),
+        Interval(T0 + H / 2, T0 + 1.5 * H, 10),
+        Interval(T0 + 1.5 * H, T0 + 2.5 * H, 40),
     ]
     windows = rolling_windows(points, H, T0, T0 + 2.5 * H)
     # 00:00 -> (0.5*100 + 0.5*10) = 55; 00:30 -> 10; 01:30 -> 40

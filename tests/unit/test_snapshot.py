@@ -10,8 +10,8 @@ from typing import Any
 import orjson
 import pytest
 
+from carbon_common.interval import Interval
 from carbon_common.snapshot import (
-    ForecastPoint,
     Snapshot,
     SnapshotError,
     ZoneReading,
@@ -47,7 +47,7 @@ def test_design_example_parses() -> None:
     assert snap.generated_at == T
     assert (z.intensity, z.source, z.estimated, z.signal) == (357.0, "electricitymaps", False, "average")
     assert z.observed_at == datetime(2026, 11, 22, 9, 55, tzinfo=UTC)
-    assert z.forecast == (ForecastPoint(T, datetime(2026, 11, 22, 11, tzinfo=UTC), 340.0),)
+    assert z.forecast == (Interval(T, datetime(2026, 11, 22, 11, tzinfo=UTC), 340.0),)
 
 
 def test_round_trip() -> None:
