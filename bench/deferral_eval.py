@@ -40,6 +40,7 @@ from bench.evaluation.forecasts import planner_best_windows
 from bench.evaluation.temporal import controller_release
 from carbon_common.interval import Interval
 from carbon_common.timeutil import floor_hour, parse_duration
+from carbon_common.windows import weighted_average
 from carbon_feed.traces import default_trace_path, load_trace
 from deferral.annotations import DeferralSpec
 from deferral.planner import Forecast, Plan, plan_start
@@ -78,18 +79,16 @@ class ZoneResult:
 
 def mean_over(series: dict[datetime, float], start: datetime, duration: timedelta) -> float | None:
     """Actual time-weighted mean over [start, start + duration) on hourly data; None if a gap."""
-    total, weight = 0.0, 0.0
-    hour = floor_hour(start)
     end = start + duration
+    hours: list[Interval] = []
+    hour = floor_hour(start)
     while hour < end:
         value = series.get(hour)
         if value is None:
             return None
-        seconds = (min(hour + HOUR, end) - max(hour, start)).total_seconds()
-        total += value * seconds
-        weight += seconds
+        hours.append(Interval(hour, hour + HOUR, value))
         hour += HOUR
-    return total / weight
+    return weighted_average(hours, start, end)
 
 
 def forecast_points(

@@ -45,6 +45,7 @@ from yarl import URL
 
 from bench.evaluation.progress import Progress
 from carbon_common.snapshot import Snapshot, ZoneReading, write_snapshot_atomic
+from carbon_common.timeutil import floor_hour, utcnow
 from tests.e2e.kubeharness.procs import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -606,7 +607,7 @@ def extender_service(workdir: Path) -> Service:
 
 
 def feed_service(workdir: Path) -> Service:
-    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=2)
+    start = floor_hour(utcnow()) - timedelta(days=2)
     lines = ["datetime,zone,intensity"]
     for hour in range(24 * 5):
         for i, zone in enumerate(ZONES):
