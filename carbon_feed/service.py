@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 
 import aiohttp
 
+from carbon_common.loops import doubling, run_forever
 from carbon_common.tasks import cancel_and_wait
 from carbon_common.timeutil import utcnow
 from carbon_feed.config import ConfigError, FeedSettings, ProviderConfig
@@ -176,25 +177,21 @@ class FeedService:
         """Refresh for ever. `refresh` handles the failures it expects; anything else (a bug, a
         provider breaking its contract) is logged, counted and retried with backoff, never fatal."""
         interval = self._interval(config)
-        failures = 0
-        while True:
-            try:
-                await self.refresh(config, provider)
-                failures = 0
-                jitter = self.settings.jitter_ratio
-                pause = interval * (1 + random.uniform(-jitter, jitter))
-                pause = max(pause, self._retry_after.pop(config.name, 0.0))
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                failures += 1
-                pause = min(interval, self.backoff_base * 2 ** min(failures - 1, 20))
-                self.metrics.loop_errors.labels(f"refresh:{config.name}").inc()
-                log.exception(
-                    "refresh loop failed; retrying",
-                    extra={"provider": config.name, "failures": failures, "retryIn": pause},
-                )
-            await asyncio.sleep(pause)
+
+        async def step() -> float:
+            await self.refresh(config, provider)
+            jitter = self.settings.jitter_ratio
+            pause = interval * (1 + random.uniform(-jitter, jitter))
+            return max(pause, self._retry_after.pop(config.name, 0.0))
+
+        await run_forever(
+            step,
+            log=log,
+            message="refresh loop failed; retrying",
+            on_error=lambda _: self.metrics.loop_errors.labels(f"refresh:{config.name}").inc(),
+            backoff=lambda failures: doubling(failures, self.backoff_base, interval),
+            extra={"provider": config.name},
+        )
 
     async def refresh(self, config: ProviderConfig, provider: Provider) -> bool:
         """One round for one provider; never raises (a failed round is logged and counted)."""

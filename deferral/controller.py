@@ -31,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
 from carbon_common.kube import ApiStatusError
+from carbon_common.loops import run_forever
 from carbon_common.timeutil import format_rfc3339, parse_rfc3339, utcnow
 from deferral.annotations import GATE, PLAN, PREFIX, DeferralSpec, InvalidDeferral, parse_spec
 from deferral.capacity import Booking, Capacity
@@ -290,13 +291,18 @@ class GreenWindowController:
     # --- releaser ---
 
     async def run_releaser(self) -> None:
-        while True:
-            try:
-                await self.release_due()
-            except Exception:  # a bug must not stop every future release; the next tick retries
-                self.metrics.errors.labels(operation="release_loop").inc()
-                log.exception("release loop failed")
-            await asyncio.sleep(self.options.tick)
+        async def step() -> float:
+            await self.release_due()
+            return self.options.tick
+
+        # A bug must not stop every future release: the next tick retries.
+        await run_forever(
+            step,
+            log=log,
+            message="release loop failed",
+            on_error=lambda _: self.metrics.errors.labels(operation="release_loop").inc(),
+            backoff=lambda _: self.options.tick,
+        )
 
     async def release_due(self) -> int:
         """Release every pod that is due now; return how many this call released."""
@@ -393,13 +399,18 @@ class GreenWindowController:
     # --- planner ---
 
     async def run_planner(self) -> None:
-        while True:
-            try:
-                await self.plan_pending()
-            except Exception:  # keep planning the other pods; the guard does not depend on this loop
-                self.metrics.errors.labels(operation="plan_loop").inc()
-                log.exception("plan loop failed")
-            await asyncio.sleep(self.options.tick)
+        async def step() -> float:
+            await self.plan_pending()
+            return self.options.tick
+
+        # Keep planning the other pods on the next tick; the guard does not depend on this loop.
+        await run_forever(
+            step,
+            log=log,
+            message="plan loop failed",
+            on_error=lambda _: self.metrics.errors.labels(operation="plan_loop").inc(),
+            backoff=lambda _: self.options.tick,
+        )
 
     async def plan_pending(self) -> int:
         """Plan every pod that has no plan yet or whose forecast is older than replan_interval."""

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import aiohttp
 
+from carbon_common.loops import doubling, run_forever
 from carbon_common.snapshot import SnapshotError, parse_snapshot
 from carbon_common.tasks import cancel_and_wait
 from carbon_common.timeutil import utcnow
@@ -31,7 +32,10 @@ def unexpected_backoff(failures: int, base: float) -> float:
     """Delay before retrying after `failures` consecutive unexpected errors (base doubles, capped)."""
     if failures <= 0:
         return base
-    return float(min(UNEXPECTED_MAX_BACKOFF, max(base, 1.0) * 2.0 ** (failures - 1)))
+    return doubling(failures, max(base, 1.0), UNEXPECTED_MAX_BACKOFF)
+
+
+WATCHER_FAILED = "snapshot file check failed unexpectedly, keeping last good data and retrying"
 
 
 class SnapshotFileWatcher:
@@ -88,24 +92,39 @@ class SnapshotFileWatcher:
         try:
             self.check()
         except Exception as exc:
-            self._signature = None  # read the file again next time, even if it did not change
-            self.unexpected_failures += 1
-            self.state.record_error(f"{type(exc).__name__}: {exc}")
-            log.exception(
-                "snapshot file check failed unexpectedly, keeping last good data and retrying",
-                extra={"path": str(self.path), "failures": self.unexpected_failures},
-            )
+            self._unexpected(exc)
+            extra = {"path": str(self.path), "failures": self.unexpected_failures}
+            log.exception(WATCHER_FAILED, extra=extra)
         else:
             self.unexpected_failures = 0
 
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(unexpected_backoff(self.unexpected_failures, self.interval))
-            self.tick()
+    def _unexpected(self, exc: Exception) -> None:
+        self._signature = None  # read the file again next time, even if it did not change
+        self.unexpected_failures += 1
+        self.state.record_error(f"{type(exc).__name__}: {exc}")
+
+    def _delay(self) -> float:
+        return unexpected_backoff(self.unexpected_failures, self.interval)
+
+    async def _step(self) -> float:
+        self.check()
+        self.unexpected_failures = 0
+        return self._delay()
 
     async def start(self) -> None:
+        """The first check before returning (so start-up serves the file's data at once), then the
+        background loop."""
         self.tick()
-        self._task = asyncio.create_task(self._run(), name="snapshot-file-watcher")
+        loop = run_forever(
+            self._step,
+            log=log,
+            message=WATCHER_FAILED,
+            on_error=self._unexpected,
+            backoff=lambda _: self._delay(),
+            extra={"path": str(self.path)},
+            pause_first=self._delay(),
+        )
+        self._task = asyncio.create_task(loop, name="snapshot-file-watcher")
 
     async def stop(self) -> None:
         await cancel_and_wait(self._task)
@@ -174,24 +193,26 @@ class FeedPoller:
         backoff: float = min(self.interval, self.min_backoff * 2.0 ** (self.failures - 1))
         return backoff * random.uniform(0.8, 1.2)
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.poll_once()
-            except Exception as exc:
-                # Not a feed error poll_once knows (those are recorded there): a bug or a surprise
-                # from the client stack. Log the traceback, count it, and retry with backoff; a
-                # poller that died here would leave the extender on old data with no sign of it.
-                self.failures += 1
-                self.state.record_error(f"{type(exc).__name__}: {exc}")
-                log.exception(
-                    "feed poll failed unexpectedly, keeping last good data and retrying",
-                    extra={"url": self.url, "failures": self.failures},
-                )
-            await asyncio.sleep(self.next_delay())
+    def _unexpected(self, exc: Exception) -> None:
+        # Not a feed error poll_once knows (those are recorded there): a bug or a surprise from the
+        # client stack. Counted with the feed's errors, so the retry backs off the same way.
+        self.failures += 1
+        self.state.record_error(f"{type(exc).__name__}: {exc}")
+
+    async def _step(self) -> float:
+        await self.poll_once()
+        return self.next_delay()
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="feed-poller")
+        loop = run_forever(
+            self._step,
+            log=log,
+            message="feed poll failed unexpectedly, keeping last good data and retrying",
+            on_error=self._unexpected,
+            backoff=lambda _: self.next_delay(),
+            extra={"url": self.url},
+        )
+        self._task = asyncio.create_task(loop, name="feed-poller")
 
     async def stop(self) -> None:
         await cancel_and_wait(self._task)
