@@ -32,7 +32,6 @@ DESCRIPTION = (
     "Carbon-aware kube-scheduler extender (extender protocol v1: filter, prioritize, bind, preempt). "
     "Every flag can also be set with the environment variable shown."
 )
-SettingsError = ConfigError  # the name callers and tests have used
 
 
 def build_parser() -> argparse.ArgumentParser:

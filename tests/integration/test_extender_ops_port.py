@@ -16,7 +16,8 @@ import orjson
 import pytest
 import trustme
 
-from extender.__main__ import SettingsError, parse_settings
+from carbon_common.settings import ConfigError
+from extender.__main__ import parse_settings
 from tests.integration.extender_process import extender_env, free_port, wait_ready
 
 
@@ -130,7 +131,7 @@ async def test_taken_ops_port_is_a_start_up_error(tmp_path: Path) -> None:
     ],
 )
 def test_bad_ops_port_settings_are_refused(argv: list[str], message: str) -> None:
-    with pytest.raises(SettingsError, match=message):
+    with pytest.raises(ConfigError, match=message):
         parse_settings(argv, env={})
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from carbon_common.settings import field_docs
-from extender.__main__ import SettingsError, build_parser, event_loop_factory, main, parse_settings
+from carbon_common.settings import ConfigError, field_docs
+from extender.__main__ import build_parser, event_loop_factory, main, parse_settings
 from extender.settings import ExtenderSettings
 
 
@@ -53,7 +53,7 @@ def test_flags_env_and_precedence() -> None:
     ],
 )
 def test_bad_env_is_a_clear_error(env: dict[str, str], message: str) -> None:
-    with pytest.raises(SettingsError, match=message):
+    with pytest.raises(ConfigError, match=message):
         parse_settings([], env=env)
 
 
@@ -72,7 +72,7 @@ def test_bad_env_is_a_clear_error(env: dict[str, str], message: str) -> None:
     ],
 )
 def test_invalid_combinations(argv: list[str], message: str) -> None:
-    with pytest.raises(SettingsError, match=message):
+    with pytest.raises(ConfigError, match=message):
         parse_settings(argv, env={})
 
 
@@ -93,5 +93,5 @@ def test_event_loop_choice(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ImportError):
         event_loop_factory("uvloop")
     assert parse_settings(["--event-loop", "asyncio"], env={}).event_loop == "asyncio"
-    with pytest.raises(SettingsError, match="EVENT_LOOP"):
+    with pytest.raises(ConfigError, match="EVENT_LOOP"):
         parse_settings([], env={"CARBON_EXTENDER_EVENT_LOOP": "trio"})
