@@ -38,6 +38,8 @@ def test_flags_win_over_environment_which_wins_over_defaults() -> None:
         (["--tick", "0"], {}, "positive"),
         (["--guard-margin", "-1"], {}, "--guard-margin must be zero or more"),
         (["--max-concurrent-releases", "0"], {}, "--max-concurrent-releases must be at least 1"),
+        # Once accepted here and a traceback from the logging setup at start.
+        ([], {"CARBON_DEFERRAL_LOG_LEVEL": "loud"}, "--log-level must be one of debug, info, warning, error"),
     ],
 )
 def test_bad_values_exit_with_a_clear_message(
