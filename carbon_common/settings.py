@@ -248,6 +248,8 @@ def replace_leaves(settings: T, values: Mapping[str, Any]) -> T:
     """`settings` with the leaves named in `values` replaced, wherever in the groups they live."""
     changes: dict[str, Any] = {}
     for f in dataclasses.fields(typing.cast(Any, settings)):
+        if not f.metadata.get("cli", True):
+            continue  # not a setting of ours to replace, nor a group to search
         current = getattr(settings, f.name)
         if f.name in values:
             changes[f.name] = values[f.name]
