@@ -218,3 +218,15 @@ def test_every_services_settings_are_documented_for_help(cls: type, prefix: str)
     """The three services use this toolkit; each of their flags has --help text from its docstring."""
     undocumented = [o.flag for o in options(cls, prefix) if not o.doc]
     assert undocumented == []
+
+
+def test_fields_that_are_not_settings_are_left_alone() -> None:
+    @dataclass(frozen=True, slots=True)
+    class WithFileOnly:
+        port: int = 1
+        """A flag."""
+        upstream: ServingSettings = field(default=ServingSettings(port=5), metadata={"cli": False})
+        """Only in a file: its port is not --port."""
+
+    settings = resolve(WithFileOnly, PREFIX, {"port": "2"}, {})
+    assert (settings.port, settings.upstream.port) == (2, 5)
