@@ -6,15 +6,15 @@ Every bad query parameter gets 400 {"error": "<what is wrong>"}; an unknown zone
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import orjson
 from aiohttp import web
 from prometheus_client.aiohttp import make_aiohttp_handler
 
 from carbon_common.interval import Interval
+from carbon_common.responses import error_response, health_response, json_response, readiness_response
 from carbon_common.timeutil import format_rfc3339, parse_duration, parse_rfc3339
 from carbon_common.windows import best_windows
 from carbon_feed.model import Reading
@@ -38,16 +38,6 @@ class BadRequest(ValueError):
     """A query parameter is wrong; the message says which and why."""
 
 
-def json_response(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
-    return web.Response(
-        body=orjson.dumps(data), status=status, content_type="application/json", headers=headers
-    )
-
-
-def _error(status: int, message: str) -> web.Response:
-    return json_response({"error": message}, status)
-
-
 @web.middleware
 async def errors_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -55,15 +45,15 @@ async def errors_middleware(
     try:
         return await handler(request)
     except BadRequest as exc:
-        return _error(400, str(exc))
+        return error_response(400, str(exc))
 
     except web.HTTPException as exc:
         if exc.status >= 400:
-            return _error(exc.status, exc.reason)
+            return error_response(exc.status, exc.reason)
         raise
     except Exception:
         log.exception("request failed", extra={"path": request.path})
-        return _error(500, "internal error")
+        return error_response(500, "internal error")
 
 
 def _time_param(request: web.Request, key: str, default: datetime | None) -> datetime | None:
@@ -287,15 +277,13 @@ async def snapshot_handler(request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return json_response({"status": "ok"})
+    return health_response()
 
 
 async def readyz(request: web.Request) -> web.Response:
     """200 only while the snapshot holds a zone (fresh data, fetched or restored from the store)."""
     ready, reason = readiness(_feed(request).state)
-    if ready:
-        return json_response({"status": "ready", "reason": reason})
-    return json_response({"status": "not ready", "reason": reason}, status=503)
+    return readiness_response(ready, reason)
 
 
 def create_app(feed: FeedService) -> web.Application:

@@ -14,6 +14,7 @@ from kubernetes_asyncio import client
 from prometheus_client.aiohttp import make_aiohttp_handler
 
 from carbon_common.kube import WatchStats, list_watch, load_api_client
+from carbon_common.responses import error_response, health_response, readiness_response
 from carbon_common.tasks import cancel_and_wait
 from carbon_common.tls import CertReloader
 from deferral.annotations import GATE
@@ -47,20 +48,22 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         headers = {
             k: v for k, v in error.headers.items() if k.lower() not in ("content-type", "content-length")
         }
-        return web.json_response({"error": error.text or error.reason}, status=error.status, headers=headers)
+        return error_response(error.status, error.text or error.reason, headers)
 
 
 async def healthz(_: web.Request) -> web.Response:
-    return web.json_response({"ok": True})
+    return health_response()
 
 
 async def readyz(request: web.Request) -> web.Response:
     # Ready once the pod cache has listed: before that a new leader would not know the waiting pods.
     # The webhook alone is always ready (it needs nothing but itself).
     stats = request.app.get(KEY_WATCH)
-    if stats is not None and not stats.synced:
-        return web.json_response({"ready": False, "reason": "pod cache not synced"}, status=503)
-    return web.json_response({"ready": True})
+    if stats is None:
+        return readiness_response(True, "webhook only: nothing to sync")
+    if not stats.synced:
+        return readiness_response(False, "pod cache not synced")
+    return readiness_response(True, "pod cache synced")
 
 
 def create_app(

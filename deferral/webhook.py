@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from carbon_common.responses import error_response
 from carbon_common.serving import ClientAborted, ServingLimits, read_body
 from carbon_common.timeutil import utcnow
 from deferral.annotations import (
@@ -170,7 +171,7 @@ def _reject(metrics: DeferralMetrics, message: str, status: int = 400) -> web.Re
     # with the reason makes the cause obvious in its logs; failurePolicy decides what happens next.
     log.warning("not an admission review", extra={"error": message})
     metrics.admissions.labels(outcome="error").inc()
-    return web.Response(status=status, body=orjson.dumps({"error": message}), content_type="application/json")
+    return error_response(status, message)
 
 
 async def handle_mutate(request: web.Request) -> web.Response:

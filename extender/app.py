@@ -20,6 +20,8 @@ import orjson
 from aiohttp import web
 from prometheus_client.aiohttp import make_aiohttp_handler
 
+from carbon_common.responses import error_response as common_error_response
+from carbon_common.responses import health_response, readiness_response
 from carbon_common.serving import ClientAborted, read_body
 from carbon_common.timeutil import format_rfc3339, utcnow
 from extender import wire
@@ -87,7 +89,7 @@ def _json(body: bytes, status: int = 200, headers: Mapping[str, str] | None = No
 def error_response(status: int, message: str, headers: Mapping[str, str] | None = None) -> web.Response:
     # "Error" is the field every extender result type has, so even a scheduler reading an error body
     # as a result sees the message.
-    return _json(orjson.dumps({"Error": message}), status, headers)
+    return common_error_response(status, message, headers, key="Error")
 
 
 # --- middlewares ----------------------------------------------------------------------------------
@@ -497,7 +499,7 @@ async def preempt_handler(request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return _json(b'{"status":"ok"}')
+    return health_response()
 
 
 async def readyz(request: web.Request) -> web.Response:
@@ -506,15 +508,15 @@ async def readyz(request: web.Request) -> web.Response:
     # Missing carbon data does not make the extender unready: it scores neutrally instead, so the
     # scheduler never stalls because a carbon API is down.
     carbon = state.carbon
-    body = {
-        "ready": ready,
-        "nodes": len(state.nodes),
-        "carbonData": carbon.view is not None,
+    return readiness_response(
+        ready,
+        "node cache synced" if ready else "node cache not synced yet",
+        nodes=len(state.nodes),
+        carbonData=carbon.view is not None,
         # Shown, not acted on: a failing source leaves the last good data (or neutral scores).
-        "carbonSourceFailing": carbon.failing,
-        "carbonSourceError": carbon.last_error if carbon.failing else None,
-    }
-    return _json(orjson.dumps(body), 200 if ready else 503)
+        carbonSourceFailing=carbon.failing,
+        carbonSourceError=carbon.last_error if carbon.failing else None,
+    )
 
 
 # --- factory --------------------------------------------------------------------------------------

@@ -171,3 +171,14 @@ async def test_rotated_webhook_certificate_is_served_without_a_restart(tmp_path:
                 pytest.fail("the rotated certificate was never served")
     finally:
         await server.close()
+
+
+async def test_health_and_readiness_bodies_have_the_shape_every_service_uses(
+    aiohttp_client: ClientFactory,
+) -> None:
+    client = await aiohttp_client(create_app(DeferralSettings(controller=False)))
+    health = await client.get("/healthz")
+    assert (health.status, await health.json()) == (200, {"status": "ok"})
+    ready = await client.get("/readyz")
+    body = {"ready": True, "reason": "webhook only: nothing to sync"}
+    assert (ready.status, await ready.json()) == (200, body)

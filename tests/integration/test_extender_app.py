@@ -459,6 +459,7 @@ async def test_readyz_follows_node_cache_not_carbon_data(make_client: MakeClient
     assert resp.status == 200
     assert orjson.loads(await resp.read()) == {
         "ready": True,
+        "reason": "node cache synced",
         "nodes": len(ZONES),
         "carbonData": False,
         "carbonSourceFailing": False,

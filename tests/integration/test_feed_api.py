@@ -268,7 +268,7 @@ async def test_snapshot_etag_and_304(feed: Feed) -> None:
 async def test_health_ready_and_metrics(feed: Feed) -> None:
     client = feed[0]
     assert (await get(client, "/healthz"))["status"] == "ok"
-    assert await get(client, "/readyz") == {"status": "ready", "reason": "serving 2 fresh zone(s)"}
+    assert await get(client, "/readyz") == {"ready": True, "reason": "serving 2 fresh zone(s)"}
     response = await client.get("/metrics")
     assert response.status == 200
     text = await response.text()
@@ -311,7 +311,7 @@ async def test_a_feed_with_no_data_is_not_ready_and_says_why(aiohttp_client: Any
         await service.refreshed.wait()
     ready = await get(client, "/readyz", 503)
     assert ready == {
-        "status": "not ready",
+        "ready": False,
         "reason": "no data: no provider has delivered a reading yet and the history store is empty",
     }
     assert await get(client, "/v1/zones") == {"zones": [], "indexes": []}
