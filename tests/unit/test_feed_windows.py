@@ -75,3 +75,20 @@ def test_no_coverage_gives_no_window() -> None:
 def test_bad_arguments_raise(duration: timedelta, deadline: datetime, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         best_windows(hourly([1]), duration, T0, deadline)
+
+
+def test_zones_are_windowed_apart_and_each_window_carries_its_zone() -> None:
+    # Interleaved zones: a window of A never averages B's points (A alone: 10 then 30; B: 20, 20).
+    points = [
+        Interval(T0, T0 + H, 10.0, zone="A"),
+        Interval(T0, T0 + 2 * H, 20.0, zone="B"),
+        Interval(T0 + H, T0 + 2 * H, 30.0, zone="A"),
+    ]
+    windows = rolling_windows(points, H, T0, T0 + 2 * H)
+    assert [(w.zone, w.start, w.intensity) for w in windows] == [
+        ("A", T0, 10.0),
+        ("A", T0 + H, 30.0),
+        ("B", T0, 20.0),
+    ]
+    tied = best_windows([*points, Interval(T0, T0 + H, 10.0, zone="C")], H, T0, T0 + 2 * H)
+    assert [(w.zone, w.start) for w in tied] == [("A", T0), ("C", T0)]  # earliest first, then by zone
