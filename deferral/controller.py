@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TypeVar
@@ -291,16 +291,21 @@ class GreenWindowController:
     # --- releaser ---
 
     async def run_releaser(self) -> None:
+        # A bug must not stop every future release: the next tick retries.
+        await self._every_tick(self.release_due, "release")
+
+    async def _every_tick(self, work: Callable[[], Awaitable[int]], name: str) -> None:
+        """`work` once per tick for ever; a failure is counted as operation `<name>_loop` and logged."""
+
         async def step() -> float:
-            await self.release_due()
+            await work()
             return self.options.tick
 
-        # A bug must not stop every future release: the next tick retries.
         await run_forever(
             step,
             log=log,
-            message="release loop failed",
-            on_error=lambda _: self.metrics.errors.labels(operation="release_loop").inc(),
+            message=f"{name} loop failed",
+            on_error=lambda _: self.metrics.errors.labels(operation=f"{name}_loop").inc(),
             backoff=lambda _: self.options.tick,
         )
 
@@ -399,18 +404,8 @@ class GreenWindowController:
     # --- planner ---
 
     async def run_planner(self) -> None:
-        async def step() -> float:
-            await self.plan_pending()
-            return self.options.tick
-
         # Keep planning the other pods on the next tick; the guard does not depend on this loop.
-        await run_forever(
-            step,
-            log=log,
-            message="plan loop failed",
-            on_error=lambda _: self.metrics.errors.labels(operation="plan_loop").inc(),
-            backoff=lambda _: self.options.tick,
-        )
+        await self._every_tick(self.plan_pending, "plan")
 
     async def plan_pending(self) -> int:
         """Plan every pod that has no plan yet or whose forecast is older than replan_interval."""
