@@ -344,3 +344,97 @@ def test_replayed_trace_with_a_fast_clock_releases_in_the_green_window(world: E2
     assert anchor + timedelta(seconds=29) <= released_at <= anchor + timedelta(seconds=35)
     assert nodes[placed["replayed"]] == "GREEN"
     assert metric(deferral.metrics(), "deferral_releases_total", reason="window_reached") == 1
+
+
+class FakeFeedWithForecasts(FakeBest):
+    """FakeBest plus GET /v1/forecast/{zone}: the per-zone candidates capacity-aware planning uses."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.forecasts: dict[str, list[dict[str, Any]]] = {}
+        owner = self
+        base = self.server.RequestHandlerClass
+
+        class Handler(base):  # type: ignore[valid-type,misc]
+            def do_GET(self) -> None:
+                if not self.path.startswith("/v1/forecast/"):
+                    super().do_GET()
+                    return
+                zone = self.path.rsplit("/", 1)[-1].split("?")[0]
+                body = json.dumps({"zone": zone, "forecast": owner.forecasts.get(zone, [])}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server.RequestHandlerClass = Handler
+
+
+def test_more_deferred_pods_than_the_green_zone_holds_are_spread(world: E2EWorld) -> None:
+    """Issue 13: four 1-CPU pods want the same green hour of a zone with 2 CPUs. Capacity-aware
+    planning books two into that hour and the other two into the zone's next green hour, instead of
+    releasing all four at once to overflow into the dirty zone."""
+    feed = FakeFeedWithForecasts()
+    try:
+        # Zone names of this test alone: the controller sees every labelled node of the cluster.
+        green, dirty = f"G{world.set_id[-6:]}".upper(), f"D{world.set_id[-6:]}".upper()
+        nodes = world.add_nodes({green: 1}, cpu="2")
+        world.add_nodes({dirty: 1}, cpu="8")
+        world.snapshot({green: 40.0, dirty: 600.0})
+        _, sched = world.with_extender()
+        first = utcnow().replace(microsecond=0) + timedelta(seconds=15)
+        second = first + timedelta(hours=1)
+
+        def window(start: datetime, intensity: float) -> dict[str, Any]:
+            end = format_rfc3339(start + timedelta(hours=1))
+            return {"zone": green, "start": format_rfc3339(start), "end": end, "intensity": intensity}
+
+        feed.windows = [window(first, 40.0)]
+        feed.current = {green: 300.0, dirty: 600.0}
+        feed.forecasts = {green: [window(first, 40.0), window(second, 50.0)]}
+        deferral = start_deferral(world, feed.url)
+        names = [f"job-{i}" for i in range(4)]
+        for name in names:
+            world.api.request(
+                "POST",
+                f"/api/v1/namespaces/{world.namespace}/pods",
+                {
+                    "metadata": {"name": name, "annotations": deferrable("1h", first + timedelta(hours=3))},
+                    "spec": {
+                        "schedulerName": sched.name,
+                        "nodeSelector": world.selector,
+                        "schedulingGates": [{"name": GATE}],
+                        "containers": [
+                            {
+                                "name": "app",
+                                "image": "registry.k8s.io/pause:3.10",
+                                "resources": {"requests": {"cpu": "1", "memory": "64Mi"}},
+                            }
+                        ],
+                        "terminationGracePeriodSeconds": 0,
+                    },
+                },
+            )
+
+        def plans() -> dict[str, dict[str, Any]] | None:
+            found = {}
+            for pod in world.api.pods(world.namespace):
+                raw = pod["metadata"].get("annotations", {}).get(P + "plan")
+                if raw:
+                    found[pod["metadata"]["name"]] = json.loads(raw)
+            return found if len(found) == len(names) else None
+
+        planned = wait_until(plans, timeout=30, what="a plan on every pod", context=world.diagnostics)
+        starts = sorted(plan["start"] for plan in planned.values())
+        assert starts == [format_rfc3339(first)] * 2 + [format_rfc3339(second)] * 2, planned
+        assert all(plan["zone"] == green for plan in planned.values()), planned
+
+        # The first two are released into the green hour and placed in the green zone; the others wait.
+        early = [n for n, plan in planned.items() if plan["start"] == format_rfc3339(first)]
+        placed = world.wait_bound(early, timeout=40)
+        assert {nodes.get(node) for node in placed.values()} == {green}
+        assert all(gates(world, n) == [GATE] for n in names if n not in early)
+        assert metric(deferral.metrics(), "deferral_releases_total", reason="window_reached") == 2
+    finally:
+        feed.close()
