@@ -21,6 +21,7 @@ import ssl
 import tempfile
 from pathlib import Path
 
+from carbon_common.loops import run_forever
 from carbon_common.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -152,17 +153,25 @@ class CertReloader:
 
     async def start(self) -> None:
         if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="tls-reloader")
+            # The reloader must outlive any surprise (the old cert keeps serving): a failed check is
+            # counted and logged, and the next one comes at the usual interval.
+            loop = run_forever(
+                self._step,
+                log=log,
+                message="TLS reload check failed",
+                on_error=self._count_failure,
+                backoff=lambda _: self._interval,
+                pause_first=self._interval,
+            )
+            self._task = asyncio.create_task(loop, name="tls-reloader")
 
     async def stop(self) -> None:
         await cancel_and_wait(self._task)
         self._task = None
 
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            try:
-                self.check()
-            except Exception:  # the reloader must outlive any surprise; the old cert keeps serving
-                self.failures += 1
-                log.exception("TLS reload check failed")
+    async def _step(self) -> float:
+        self.check()
+        return self._interval
+
+    def _count_failure(self, _: Exception) -> None:
+        self.failures += 1
