@@ -14,6 +14,7 @@ from kubernetes_asyncio import client
 from prometheus_client.aiohttp import make_aiohttp_handler
 
 from carbon_common.kube import WatchStats, list_watch, load_api_client
+from carbon_common.leader import LeaderElector, LeaseConfig
 from carbon_common.responses import error_response, health_response, readiness_response
 from carbon_common.tasks import cancel_and_wait
 from carbon_common.tls import CertReloader
@@ -21,7 +22,6 @@ from deferral.annotations import GATE
 from deferral.controller import ControllerOptions, GreenWindowController
 from deferral.feed import FeedClient
 from deferral.kubeio import KubePodWriter
-from deferral.leader import LeaderElector, LeaseConfig
 from deferral.metrics import DeferralMetrics
 from deferral.settings import DeferralSettings, effective_guard_margin
 from deferral.webhook import add_webhook_routes

@@ -20,11 +20,11 @@ from aiohttp.test_utils import TestServer
 from kubernetes_asyncio import client
 
 from carbon_common.kube import ApiStatusError, WatchStats, list_watch, load_api_client
+from carbon_common.leader import LeaderElector, LeaseConfig
 from carbon_common.timeutil import format_rfc3339, utcnow
 from deferral.controller import ControllerOptions, GreenWindowController
 from deferral.feed import FeedClient
 from deferral.kubeio import KubePodWriter
-from deferral.leader import LeaderElector, LeaseConfig
 from deferral.metrics import DeferralMetrics
 from deferral.planner import Plan
 

@@ -1,6 +1,8 @@
 """Leader election on a coordination.k8s.io/v1 Lease, the way client-go's leaderelection does it.
 
-Only the leader releases pods; every replica keeps its pod cache warm so a new leader acts at once.
+Shared by the services that must act from one replica at a time (the deferral controller releases
+pods, the rebalancer evicts them): only the leader acts; every replica keeps its caches warm so a new
+leader acts at once.
 
 Expiry is judged on our own monotonic clock, never by comparing the Lease's renewTime with our wall
 clock: a follower remembers when it last *saw the Lease change* and takes over only after
