@@ -30,7 +30,7 @@ from bench.evaluation.forecasts import HISTORY_HOURS, FeedBaseline, Forecaster, 
 from bench.evaluation.machine import machine_info
 from bench.evaluation.product import ProductScorer
 from bench.evaluation.progress import Progress
-from bench.evaluation.trace import HOUR, Trace, TraceError, load_csv
+from bench.evaluation.trace import HOUR, Trace, TraceError, add_trace_arguments, load_csv
 from bench.evaluation.workload import (
     ClusterSpec,
     Node,
@@ -568,22 +568,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Config, Path, bool]:
         type=_utc_date,
         help="start of the cluster period, YYYY-MM-DD (UTC; default: once the feed has its history)",
     )
-    parser.add_argument(
-        "--trace",
-        type=Path,
-        action="append",
-        default=[],
-        help="trace CSV (datetime,zone,intensity or an Electricity Maps export); repeatable",
-    )
-    parser.add_argument(
-        "--zones", default="", help="comma-separated zones to use (default: all in the trace)"
-    )
-    parser.add_argument(
-        "--basis",
-        choices=("lca", "direct"),
-        default="lca",
-        help="Electricity Maps exports: life-cycle or direct intensity column",
-    )
+    add_trace_arguments(parser, "default: the embedded ENTSO-E 2019 trace")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--cluster-days", type=float, help="length of the simulated cluster period")
     parser.add_argument("--replot", action="store_true", help="only redraw the PNGs from --out's JSON")

@@ -29,7 +29,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bench.evaluation.trace import TraceError, load_csv
+from bench.evaluation.trace import TraceError, add_trace_arguments, load_csv
 from carbon_feed.forecast import HISTORY_DAYS, PROFILE_DAYS, TAU_HOURS, WEEK_WEIGHT, baseline_forecast
 from carbon_feed.traces import default_trace_path, load_trace
 
@@ -118,23 +118,7 @@ def load(paths: list[Path], zones: str, basis: str) -> tuple[str, Series]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="60 days, one issue per day")
-    parser.add_argument(
-        "--trace",
-        type=Path,
-        action="append",
-        default=[],
-        help="trace CSV (datetime,zone,intensity or an Electricity Maps export); repeatable "
-        "(default: the embedded ENTSO-E 2019 trace)",
-    )
-    parser.add_argument(
-        "--zones", default="", help="comma-separated zones to use (default: all in the trace)"
-    )
-    parser.add_argument(
-        "--basis",
-        choices=("lca", "direct"),
-        default="lca",
-        help="Electricity Maps exports: life-cycle or direct intensity column",
-    )
+    add_trace_arguments(parser, "default: the embedded ENTSO-E 2019 trace")
     parser.add_argument(
         "--out",
         type=Path,

@@ -15,6 +15,7 @@ on hours where some zones are missing would silently favour the zones with data.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import itertools
 import math
@@ -204,6 +205,24 @@ def build_trace(
             )
         filled += zone_filled
     return Trace(start=start, zones=tuple(chosen), values=values, source=source, filled_hours=filled)
+
+
+def add_trace_arguments(parser: argparse.ArgumentParser, default: str) -> None:
+    """--trace (repeatable), --zones and --basis: how every bench command names its trace files."""
+    parser.add_argument(
+        "--trace",
+        type=Path,
+        action="append",
+        default=[],
+        help=f"trace CSV (datetime,zone,intensity or an Electricity Maps export); repeatable ({default})",
+    )
+    parser.add_argument("--zones", default="", help="comma-separated zones to use (default: all)")
+    parser.add_argument(
+        "--basis",
+        choices=("lca", "direct"),
+        default="lca",
+        help="Electricity Maps exports: life-cycle or direct intensity column",
+    )
 
 
 def load_csv(paths: Iterable[Path], zones: Sequence[str] | None = None, basis: Basis = "lca") -> Trace:
