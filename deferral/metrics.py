@@ -30,7 +30,7 @@ class _WatchCollector(Collector):
             ("lists", self.stats.lists, "Full pod lists loaded (first sync and relists)."),
             ("errors", self.stats.errors, "Pod list/watch errors (logged, retried with backoff)."),
         ):
-            family = CounterMetricFamily(f"deferral_pod_watch_{name}", text)
+            family = CounterMetricFamily(f"carbon_deferral_pod_watch_{name}", text)
             family.add_metric([], float(value))
             yield family
 
@@ -40,38 +40,46 @@ class DeferralMetrics:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         self.admissions = Counter(
-            "deferral_admissions",
+            "carbon_deferral_admissions",
             "Admission reviews by outcome: gated, skipped (not opted in or already gated), error, aborted "
             "(the client hung up mid-body).",
             ["outcome"],
             registry=r,
         )
         self.pods_waiting = Gauge(
-            "deferral_pods_waiting",
+            "carbon_deferral_pods_waiting",
             "Pods held by the green-window gate, as this replica sees them.",
             registry=r,
         )
         self.planned_delay = Histogram(
-            "deferral_planned_delay_seconds",
+            "carbon_deferral_planned_delay_seconds",
             "Delay from the pod's creation to its planned start, observed when a pod is released.",
             buckets=_DELAY_BUCKETS,
             registry=r,
         )
         self.intensity_avoided = Histogram(
-            "deferral_intensity_avoided_gco2eq_per_kwh",
+            "carbon_deferral_intensity_avoided_grams_per_kwh",
             "Estimated g/kWh avoided per released pod: forecast now minus forecast at the planned start.",
             buckets=_AVOIDED_BUCKETS,
             registry=r,
         )
-        self.releases = Counter("deferral_releases", "Gates removed, by reason.", ["reason"], registry=r)
+        self.releases = Counter(
+            "carbon_deferral_releases", "Gates removed, by reason.", ["reason"], registry=r
+        )
         for reason in RELEASE_REASONS:
             self.releases.labels(reason=reason)
         self.feed_requests = Counter(
-            "deferral_feed_requests", "Calls to the feed's /v1/best by outcome.", ["outcome"], registry=r
+            "carbon_deferral_feed_requests",
+            "Calls to the feed's /v1/best by outcome.",
+            ["outcome"],
+            registry=r,
         )
-        self.is_leader = Gauge("deferral_leader", "1 while this replica holds the Lease.", registry=r)
+        self.is_leader = Gauge("carbon_deferral_leader", "1 while this replica holds the Lease.", registry=r)
         self.errors = Counter(
-            "deferral_api_errors", "Failed Kubernetes API calls by operation.", ["operation"], registry=r
+            "carbon_deferral_api_errors",
+            "Failed Kubernetes API calls by operation.",
+            ["operation"],
+            registry=r,
         )
         self._watch: _WatchCollector | None = None
 

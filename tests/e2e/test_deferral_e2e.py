@@ -226,7 +226,7 @@ def test_webhook_gates_and_controller_releases_in_the_green_window(world: E2EWor
         assert utcnow() >= window - timedelta(seconds=1)
         assert nodes[placed["batch"]] == "GREEN"
         world.wait_event("batch", "CarbonReleased", r"green window reached")
-        assert metric(deferral.metrics(), "deferral_releases_total", reason="window_reached") == 1
+        assert metric(deferral.metrics(), "carbon_deferral_releases_total", reason="window_reached") == 1
     finally:
         unregister_webhook(world, hook)
 
@@ -246,7 +246,7 @@ def test_vanished_forecast_is_released_by_the_deadline_guard(world: E2EWorld, fe
     plan = world.api.pod(world.namespace, "late")["metadata"]["annotations"][P + "plan"]
     assert json.loads(plan)["guard"] == format_rfc3339(created + timedelta(seconds=8))
     world.wait_event("late", "CarbonReleased", r"deadline guard")
-    assert metric(deferral.metrics(), "deferral_releases_total", reason="deadline_guard") == 1
+    assert metric(deferral.metrics(), "carbon_deferral_releases_total", reason="deadline_guard") == 1
 
 
 def test_webhook_down_does_not_block_pod_creation(world: E2EWorld) -> None:
@@ -289,9 +289,9 @@ def test_controller_killed_and_restarted_releases_each_pod_once(world: E2EWorld,
     for name in names:
         released = [e for e in world.api.events(world.namespace, name) if e.get("reason") == "CarbonReleased"]
         assert len(released) == 1
-    assert metric(deferral.metrics(), "deferral_releases_total", reason="window_reached") == 2
+    assert metric(deferral.metrics(), "carbon_deferral_releases_total", reason="window_reached") == 2
     wait_until(
-        lambda: metric(deferral.metrics(), "deferral_pods_waiting") == 0,
+        lambda: metric(deferral.metrics(), "carbon_deferral_pods_waiting") == 0,
         timeout=10,
         what="no pod waiting",
     )
@@ -343,7 +343,7 @@ def test_replayed_trace_with_a_fast_clock_releases_in_the_green_window(world: E2
     released_at = utcnow()
     assert anchor + timedelta(seconds=29) <= released_at <= anchor + timedelta(seconds=35)
     assert nodes[placed["replayed"]] == "GREEN"
-    assert metric(deferral.metrics(), "deferral_releases_total", reason="window_reached") == 1
+    assert metric(deferral.metrics(), "carbon_deferral_releases_total", reason="window_reached") == 1
 
 
 class FakeFeedWithForecasts(FakeBest):
@@ -435,6 +435,6 @@ def test_more_deferred_pods_than_the_green_zone_holds_are_spread(world: E2EWorld
         placed = world.wait_bound(early, timeout=40)
         assert {nodes.get(node) for node in placed.values()} == {green}
         assert all(gates(world, n) == [GATE] for n in names if n not in early)
-        assert metric(deferral.metrics(), "deferral_releases_total", reason="window_reached") == 2
+        assert metric(deferral.metrics(), "carbon_deferral_releases_total", reason="window_reached") == 2
     finally:
         feed.close()

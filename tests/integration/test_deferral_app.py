@@ -38,7 +38,7 @@ async def test_webhook_only_serves_health_metrics_and_mutate(aiohttp_client: Cli
     assert (await client.get("/readyz")).status == 200
     metrics = await client.get("/metrics")
     assert metrics.status == 200
-    assert "deferral_releases_total" in await metrics.text()
+    assert "carbon_deferral_releases_total" in await metrics.text()
 
 
 async def test_errors_are_json(aiohttp_client: ClientFactory) -> None:
@@ -86,10 +86,10 @@ async def test_controller_app_gets_ready_and_releases_invalid_pods(
     assert pod is not None
     assert not pod["spec"].get("schedulingGates")
     text = await (await client.get("/metrics")).text()
-    assert 'deferral_releases_total{reason="invalid"} 1.0' in text
-    assert "deferral_leader 1.0" in text
-    assert "deferral_pod_watch_errors_total 0.0" in text
-    assert 'deferral_api_errors_total{operation="lease"}' not in text  # no lease call failed
+    assert 'carbon_deferral_releases_total{reason="invalid"} 1.0' in text
+    assert "carbon_deferral_leader 1.0" in text
+    assert "carbon_deferral_pod_watch_errors_total 0.0" in text
+    assert 'carbon_deferral_api_errors_total{operation="lease"}' not in text  # no lease call failed
     lease = fake_kube.store["leases"][("kube-system", "carbon-deferral")]
     assert lease["spec"]["holderIdentity"] == "app-test"
 

@@ -101,7 +101,7 @@ class Running:
         return self.controller.metrics
 
     def releases(self, reason: str) -> float:
-        value = self.metrics.registry.get_sample_value("deferral_releases_total", {"reason": reason})
+        value = self.metrics.registry.get_sample_value("carbon_deferral_releases_total", {"reason": reason})
         return value or 0.0
 
     async def stop(self) -> None:
@@ -242,7 +242,7 @@ async def test_pod_waits_for_its_window_then_is_released_once(
     assert gates(fake_kube, "job-1") == ["x.io/other"]
     await eventually(lambda: replica.releases("window_reached") == 1)
     await eventually(lambda: len(events(fake_kube, "job-1", "CarbonReleased")) == 1)
-    avoided = replica.metrics.registry.get_sample_value("deferral_intensity_avoided_gco2eq_per_kwh_sum")
+    avoided = replica.metrics.registry.get_sample_value("carbon_deferral_intensity_avoided_grams_per_kwh_sum")
     assert avoided == 220.0
     await asyncio.sleep(0.3)
     assert replica.releases("window_reached") == 1

@@ -199,7 +199,7 @@ async def test_a_webhook_bug_admits_the_pod_with_the_uid_and_a_warning(
     assert "patch" not in response
     assert any("not deferred" in warning and "boom" in warning for warning in response["warnings"])
     registry = client.app[KEY_METRICS].registry
-    assert registry.get_sample_value("deferral_admissions_total", {"outcome": "error"}) == 1
+    assert registry.get_sample_value("carbon_deferral_admissions_total", {"outcome": "error"}) == 1
 
 
 async def test_outcomes_are_counted(client: TestClient[Any, Any]) -> None:
@@ -207,9 +207,9 @@ async def test_outcomes_are_counted(client: TestClient[Any, Any]) -> None:
     await post(client, review(pod()))
     await client.post("/mutate", data=b"{", headers={"Content-Type": "application/json"})
     registry = client.app[KEY_METRICS].registry
-    assert registry.get_sample_value("deferral_admissions_total", {"outcome": "gated"}) == 1
-    assert registry.get_sample_value("deferral_admissions_total", {"outcome": "skipped"}) == 1
-    assert registry.get_sample_value("deferral_admissions_total", {"outcome": "error"}) == 1
+    assert registry.get_sample_value("carbon_deferral_admissions_total", {"outcome": "gated"}) == 1
+    assert registry.get_sample_value("carbon_deferral_admissions_total", {"outcome": "skipped"}) == 1
+    assert registry.get_sample_value("carbon_deferral_admissions_total", {"outcome": "error"}) == 1
 
 
 def test_gate_patch_ignores_malformed_pods() -> None:
@@ -260,10 +260,10 @@ async def test_a_client_hanging_up_mid_body_is_counted_not_an_error(caplog: pyte
         writer.close()
         await writer.wait_closed()
         for _ in range(500):
-            if registry.get_sample_value("deferral_admissions_total", {"outcome": "aborted"}):
+            if registry.get_sample_value("carbon_deferral_admissions_total", {"outcome": "aborted"}):
                 break
             await asyncio.sleep(0.01)
-        assert registry.get_sample_value("deferral_admissions_total", {"outcome": "aborted"}) == 1
+        assert registry.get_sample_value("carbon_deferral_admissions_total", {"outcome": "aborted"}) == 1
         assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
     finally:
         await runner.cleanup()

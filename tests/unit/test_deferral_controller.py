@@ -93,14 +93,17 @@ def build(leader: bool = True) -> tuple[GreenWindowController, Writer, Feed, Clo
 
 
 def released(controller: GreenWindowController, reason: str) -> float:
-    return controller.metrics.registry.get_sample_value("deferral_releases_total", {"reason": reason}) or 0.0
+    return (
+        controller.metrics.registry.get_sample_value("carbon_deferral_releases_total", {"reason": reason})
+        or 0.0
+    )
 
 
 async def test_plans_then_releases_at_the_window_exactly_once() -> None:
     controller, writer, feed, clock = build()
     feed.forecast = Forecast([Interval(T0 + 3 * H, T0 + 4 * H, 50.0, zone="FR")], current={"FR": 250.0})
     controller.on_list([controller.transform(pod("a", deferrable()))])
-    assert controller.metrics.registry.get_sample_value("deferral_pods_waiting") == 1
+    assert controller.metrics.registry.get_sample_value("carbon_deferral_pods_waiting") == 1
 
     assert await controller.plan_pending() == 1
     await controller.flush_events()
@@ -117,7 +120,7 @@ async def test_plans_then_releases_at_the_window_exactly_once() -> None:
     assert writer.patches == [("a", release_ops(controller.pods["uid-a"]))]
     assert await controller.release_due() == 0
     assert released(controller, "window_reached") == 1
-    assert controller.metrics.registry.get_sample_value("deferral_pods_waiting") == 0
+    assert controller.metrics.registry.get_sample_value("carbon_deferral_pods_waiting") == 0
 
 
 async def test_follower_neither_plans_nor_releases() -> None:
@@ -185,7 +188,9 @@ async def test_transient_api_error_is_retried_next_tick() -> None:
     writer.fail_patch = None
     assert await controller.release_due() == 1
     assert (
-        controller.metrics.registry.get_sample_value("deferral_api_errors_total", {"operation": "release"})
+        controller.metrics.registry.get_sample_value(
+            "carbon_deferral_api_errors_total", {"operation": "release"}
+        )
         == 1
     )
 
@@ -353,7 +358,9 @@ async def test_failed_events_are_logged_and_counted() -> None:
     writer.fail_events = True
     assert await controller.release_due() == 3
     await controller.flush_events()
-    errors = controller.metrics.registry.get_sample_value("deferral_api_errors_total", {"operation": "event"})
+    errors = controller.metrics.registry.get_sample_value(
+        "carbon_deferral_api_errors_total", {"operation": "event"}
+    )
     assert errors == 3
 
 
