@@ -1,9 +1,10 @@
 """The import rule of docs/architecture.md: a service imports only carbon_common and itself.
 
 Every module of the product packages is parsed (not imported) and each import, including those inside
-functions, is checked: a service (extender, carbon_feed, deferral) may import carbon_common and its own
-package; carbon_common may import none of this repository's packages but itself. The repository's other
-top-level packages (bench, tests, hack) are never imported by product code, which ships without them.
+functions, is checked: a service (extender, carbon_feed, deferral, rebalancer) may import carbon_common
+and its own package; carbon_common may import none of this repository's packages but itself. The
+repository's other top-level packages (bench, tests, hack) are never imported by product code, which
+ships without them.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SERVICES = frozenset({"extender", "carbon_feed", "deferral"})
+SERVICES = frozenset({"extender", "carbon_feed", "deferral", "rebalancer"})
 SHARED = "carbon_common"
 PRODUCT = SERVICES | {SHARED}
 # Top-level names of this repository: an import of any of these is first-party and checked.
