@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -39,35 +38,20 @@ class Step:
     module: str
     quick_args: tuple[str, ...]
     full_args: tuple[str, ...]
-    out_flag: str | None
-    """How to point it at the output: "--out DIR", "--out FILE", "--output FILE"; None = fixed path."""
-    out_is_dir: bool
     expected_s: tuple[float, float]
     """Rough (quick, full) durations, only to pace the progress bar."""
     timeout_s: tuple[float, float]
 
 
 STEPS: tuple[Step, ...] = (
-    Step("carbon_eval", "bench.carbon_eval", ("--quick",), (), "--out", True, (60, 1900), (300, 7200)),
-    Step("extender_load", "bench.evaluation.load", ("--quick",), (), "--out", True, (40, 200), (300, 1800)),
-    Step(
-        "extender_latency", "bench.extender_latency", ("--quick",), (), "--out", False, (40, 300), (300, 3600)
-    ),
-    Step("forecast_mape", "bench.forecast_mape", ("--quick",), (), "--out", False, (20, 120), (300, 3600)),
-    Step(
-        "deferral_eval", "bench.deferral_eval", ("--step", "97"), (), "--out", False, (20, 300), (300, 3600)
-    ),
-    Step("fuzz_http", "bench.fuzz_http", ("--quick",), (), "--out", True, (15, 150), (300, 1800)),
-    Step(
-        "scheduler_throughput",
-        "bench.scheduler_throughput",
-        ("--quick",),
-        (),
-        "--output",
-        False,
-        (90, 900),
-        (240, 7200),
-    ),
+    # Every step takes `--out DIR` (bench.outputs) and writes <DIR>/<name>.json there.
+    Step("carbon_eval", "bench.carbon_eval", ("--quick",), (), (60, 1900), (300, 7200)),
+    Step("extender_load", "bench.evaluation.load", ("--quick",), (), (40, 200), (300, 1800)),
+    Step("extender_latency", "bench.extender_latency", ("--quick",), (), (40, 300), (300, 3600)),
+    Step("forecast_mape", "bench.forecast_mape", ("--quick",), (), (20, 120), (300, 3600)),
+    Step("deferral_eval", "bench.deferral_eval", ("--step", "97"), (), (20, 300), (300, 3600)),
+    Step("fuzz_http", "bench.fuzz_http", ("--quick",), (), (15, 150), (300, 1800)),
+    Step("scheduler_throughput", "bench.scheduler_throughput", ("--quick",), (), (90, 900), (240, 7200)),
 )
 
 
@@ -102,15 +86,7 @@ def run_step(step: Step, quick: bool, out: Path, bar: Progress, share: float, lo
         return Outcome(step.name, "missing", 0.0, detail=f"{step.module} is not in this checkout")
     out.mkdir(parents=True, exist_ok=True)
     logs.mkdir(parents=True, exist_ok=True)
-    target = out if step.out_is_dir else out / f"{step.name}.json"
-    args = list(step.quick_args if quick else step.full_args)
-    fixed = RESULTS / f"{step.name}.json"
-    saved: bytes | None = None
-    if step.out_flag is not None:
-        args += [step.out_flag, str(target)]
-    elif out.resolve() != RESULTS.resolve() and fixed.is_file():
-        # It always writes bench/results/<name>.json: keep the committed file, move the new one to `out`.
-        saved = fixed.read_bytes()
+    args = [*(step.quick_args if quick else step.full_args), "--out", str(out)]
     log = logs / f"{step.name}.log"
     env = dict(
         os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""), MPLBACKEND="Agg"
@@ -144,9 +120,6 @@ def run_step(step: Step, quick: bool, out: Path, bar: Progress, share: float, lo
             time.sleep(0.5)
     bar.advance(share - shown, note=f"{step.name} done")
     seconds = time.monotonic() - started
-    if saved is not None and fixed.is_file():
-        shutil.move(fixed, out / fixed.name)
-        fixed.write_bytes(saved)
     if status == "ok" and proc.returncode != 0:
         status = "failed"
     tail = ""

@@ -40,6 +40,7 @@ from bench.evaluation.workload import (
     capacity_for,
     generate_pods,
 )
+from bench.outputs import add_out_argument
 from carbon_common.timeutil import format_rfc3339, utcnow
 
 SCHEMA = 1
@@ -557,12 +558,7 @@ def _utc_date(text: str) -> datetime:
 def parse_args(argv: Sequence[str] | None) -> tuple[Config, Path, bool]:
     parser = argparse.ArgumentParser(prog="python -m bench.carbon_eval", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes for smoke runs (about a minute)")
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=Path(".cache/carbon_eval"),
-        help="output directory (default .cache/carbon_eval; `make bench` writes bench/results)",
-    )
+    add_out_argument(parser, "carbon_eval")
     parser.add_argument(
         "--start-date",
         type=_utc_date,

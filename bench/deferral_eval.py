@@ -2,7 +2,7 @@
 
     python bench/deferral_eval.py [--trace FILE.csv] [--duration 1h] [--max-delay 24h]
         [--forecast seasonal|perfect] [--once] [--step 5] [--zones DE,FR]
-        [--out bench/results/deferral_eval.json]
+        [--out DIR]
 
 For every zone and every ``step``-th hour ``a`` of the trace (CSV ``datetime,zone,intensity``; default the
 embedded ENTSO-E 2019 trace from carbon_feed.traces) a job of ``duration`` arrives with ``max-delay``:
@@ -38,6 +38,7 @@ from typing import Any
 
 from bench.evaluation.forecasts import planner_best_windows
 from bench.evaluation.temporal import controller_release
+from bench.outputs import add_out_argument
 from carbon_common.interval import Interval
 from carbon_common.timeutil import floor_hour, parse_duration
 from carbon_common.windows import weighted_average
@@ -252,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--step", type=int, default=5, help="evaluate every N-th arrival hour")
     parser.add_argument("--zones", default="", help="comma list (default: every zone in the trace)")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "deferral_eval.json")
+    add_out_argument(parser, "deferral_eval")
     parser.add_argument(
         "--controller-pods",
         type=int,
@@ -305,8 +306,9 @@ def main(argv: list[str] | None = None) -> int:
         "planner_decision_ms_p99": round(1000 * sorted(timings)[int(0.99 * (len(timings) - 1))], 3),
         "zones": [r.as_dict() for r in results],
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    args.out.mkdir(parents=True, exist_ok=True)
+    target = args.out / "deferral_eval.json"
+    target.write_text(json.dumps(report, indent=2) + "\n")
     print(f"{'zone':6} {'jobs':>5} {'now':>7} {'planner':>8} {'oracle':>7} {'save%':>6} {'oracle%':>7}")
     for r in results:
         print(
@@ -317,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
         f"mean saving: planner {report['saving_planner_pct_mean_over_zones']}% vs oracle "
         f"{report['saving_oracle_pct_mean_over_zones']}% (captured {report['captured_of_oracle_pct']}%); "
         f"planner decision median {report['planner_decision_ms_median']} ms, "
-        f"p99 {report['planner_decision_ms_p99']} ms; wrote {args.out}"
+        f"p99 {report['planner_decision_ms_p99']} ms; wrote {target}"
     )
     return 0
 

@@ -18,13 +18,13 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
 from aiohttp import web
 
+from bench.outputs import add_out_argument
 from carbon_common.snapshot import Snapshot, ZoneReading
 from extender.app import STATE, create_app, filter_handler, prioritize_handler
 from extender.fixed_nodes import MappingNodeLookup
@@ -33,7 +33,6 @@ from extender.settings import ExtenderSettings
 from extender.view import CarbonState, CarbonView
 
 ZONES = {"SE-SE3": 32.0, "FR": 58.0, "ES": 142.0, "GB": 221.0, "DE": 412.0, "PL": 712.0}
-RESULTS = Path(__file__).parent / "results" / "extender_latency.json"
 
 
 def make_node(name: str, zone: str | None, rng: random.Random) -> dict[str, Any]:
@@ -309,13 +308,14 @@ def table(result: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.extender_latency", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer iterations (smoke run)")
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    add_out_argument(parser, "extender_latency")
     args = parser.parse_args(argv)
     result = asyncio.run(run(args.quick))
     print(table(result))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
-    print(f"wrote {args.out}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    target = args.out / "extender_latency.json"
+    target.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
+    print(f"wrote {target}")
     return 0
 
 

@@ -15,9 +15,9 @@ The baseline's parameters were chosen on the first half of the trace's year (iss
 
 `--trace` takes the same files as `bench.carbon_eval` (the project's `datetime,zone,intensity` layout or
 Electricity Maps exports, repeatable, loaded and validated by `bench.evaluation.trace`); without it, the
-feed's embedded ENTSO-E 2019 trace. Writes a table to stdout and a JSON file to --out, by default under
-.cache/forecast_mape/ so that committed results change only through `make bench` (which passes
-bench/results/forecast_mape.json). Nothing is timed or asserted.
+feed's embedded ENTSO-E 2019 trace. Writes a table to stdout and forecast_mape.json to --out DIR, by
+default .cache/forecast_mape/, so that committed results change only through `make bench` (which passes
+bench/results). Nothing is timed or asserted.
 """
 
 from __future__ import annotations
@@ -30,12 +30,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bench.evaluation.trace import TraceError, add_trace_arguments, load_csv
+from bench.outputs import add_out_argument
 from carbon_feed.forecast import HISTORY_DAYS, PROFILE_DAYS, TAU_HOURS, WEEK_WEIGHT, baseline_forecast
 from carbon_feed.traces import default_trace_path, load_trace
 
 H = timedelta(hours=1)
-RESULTS = Path(__file__).resolve().parent / "results" / "forecast_mape.json"
-CACHE = Path(__file__).resolve().parents[1] / ".cache" / "forecast_mape"
 Series = dict[str, list[tuple[datetime, float]]]
 HORIZON = 24
 METHODS = ("baseline", "persistence", "same_hour_yesterday")
@@ -119,11 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="60 days, one issue per day")
     add_trace_arguments(parser, "default: the embedded ENTSO-E 2019 trace")
-    parser.add_argument(
-        "--out",
-        type=Path,
-        help="results JSON file (default: .cache/forecast_mape/forecast_mape[_quick].json)",
-    )
+    add_out_argument(parser, "forecast_mape")
     args = parser.parse_args(argv)
     try:
         name, trace = load(args.trace, args.zones, args.basis)
@@ -149,8 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         if period_rows:
             b, p, y = (_means(period_rows)[m] for m in METHODS)
             print(f"{period:6} {b:9.1f} {p:12.1f} {y:15.1f}   (mean over zones, issue times in {period})")
-    out = args.out or CACHE / ("forecast_mape_quick.json" if args.quick else "forecast_mape.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    out = args.out / "forecast_mape.json"
     out.write_text(
         json.dumps(
             {

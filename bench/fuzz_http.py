@@ -44,6 +44,7 @@ import yaml
 from yarl import URL
 
 from bench.evaluation.progress import Progress
+from bench.outputs import add_out_argument
 from carbon_common.snapshot import Snapshot, ZoneReading, write_snapshot_atomic
 from carbon_common.timeutil import floor_hour, utcnow
 from tests.e2e.kubeharness.procs import free_port
@@ -940,9 +941,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--surface", action="append", choices=SURFACES, default=[], help="repeatable")
     parser.add_argument("--seed-start", type=int, default=0, help="first seed (replay one: --cases 1)")
     parser.add_argument("--quick", action="store_true", help="500 cases per surface")
-    parser.add_argument(
-        "--out", type=Path, default=ROOT / ".cache" / "bench-fuzz", help="writes fuzz_http.json here"
-    )
+    add_out_argument(parser, "fuzz_http")
     parser.add_argument(
         "--work", type=Path, default=ROOT / ".cache" / "fuzz-work", help="the services' logs and files"
     )

@@ -41,6 +41,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.outputs import add_out_argument
 from tests.e2e.kubeharness import (  # importable as `python -m bench...` runs from the repo root
     Binaries,
     ControlPlane,
@@ -63,7 +64,6 @@ ZONE_LABEL = "carbon-aware.io/zone"
 # Real-world-ish spread (gCO2eq/kWh) so the extender's scores differ between nodes.
 ZONES = {"SE": 30.0, "FR": 55.0, "GB": 210.0, "DE": 380.0, "PL": 690.0}
 TARGET_RATIO = 0.85
-RESULTS = ROOT / "bench" / "results"
 NULL_EXTENDER_SRC = ROOT / "hack" / "nullextender"
 
 
@@ -337,13 +337,11 @@ def main(argv: list[str] | None = None) -> int:
         help="skip the floor arm (the same configuration against hack/nullextender, built with Go)",
     )
     parser.add_argument("--quick", action="store_true", help="100 pods on 50 nodes (smoke run)")
-    parser.add_argument("--output", type=Path, help="default bench/results/scheduler_throughput[-quick].json")
+    add_out_argument(parser, "scheduler_throughput")
     args = parser.parse_args(argv)
     if args.quick:
         args.pods, args.nodes = 100, 50
-    output: Path = args.output or RESULTS / (
-        "scheduler_throughput-quick.json" if args.quick else "scheduler_throughput.json"
-    )
+    output: Path = args.out / "scheduler_throughput.json"
 
     workdir = ROOT / "tests" / ".artifacts" / f"bench-throughput-{time.strftime('%Y%m%d-%H%M%S')}"
     binaries = locate_binaries()

@@ -1,6 +1,6 @@
 """Load on a real extender process over loopback: sustained request rate and memory.
 
-    python -m bench.evaluation.load [--quick] [--out bench/results]
+    python -m bench.evaluation.load [--quick] [--out DIR]
 
 For each cluster size it starts ``python -m extender --nodes-file <NodeList> --snapshot-file <snapshot>``
 on 127.0.0.1 (static node cache, as without a cluster), waits for /readyz, then drives /filter and
@@ -29,6 +29,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from bench.outputs import add_out_argument
 from carbon_common.snapshot import Snapshot, ZoneReading, snapshot_to_dict
 from carbon_common.timeutil import format_rfc3339, utcnow
 
@@ -319,7 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m bench.evaluation.load", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--quick", action="store_true", help="a few hundred requests per point")
-    parser.add_argument("--out", type=Path, default=Path("bench/results"))
+    add_out_argument(parser, "extender_load")
     parser.add_argument("--workdir", type=Path, default=Path(".cache/bench-load"))
     args = parser.parse_args(argv)
     cfg = QUICK if args.quick else LoadConfig()

@@ -17,9 +17,9 @@ _KLOG = re.compile(r"^[IWEF]\d{4} |^\{\"level\"")
 
 
 def test_scheduler_throughput_quick_run_binds_every_pod_in_both_arms(tmp_path: Path) -> None:
-    output = tmp_path / "throughput.json"
+    output = tmp_path / "scheduler_throughput.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "bench.scheduler_throughput", "--quick", "--output", str(output)],
+        [sys.executable, "-m", "bench.scheduler_throughput", "--quick", "--out", str(tmp_path)],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,

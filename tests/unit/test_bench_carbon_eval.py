@@ -174,7 +174,7 @@ def test_temporal_entry_splits_the_year_on_the_first_of_july(tmp_path: Path) -> 
 
 def test_cli_writes_to_the_cache_unless_told_and_takes_a_start_date() -> None:
     cfg, out, _ = carbon_eval.parse_args([])
-    assert out == Path(".cache/carbon_eval")  # committed results change only through `make bench`
+    assert out.parts[-2:] == (".cache", "carbon_eval")  # committed results change only through `make bench`
     assert cfg.cluster_start is None
     cfg, _, _ = carbon_eval.parse_args(["--start-date", "2019-03-01"])
     assert cfg.cluster_start == datetime(2019, 3, 1, tzinfo=UTC)

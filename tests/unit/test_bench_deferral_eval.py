@@ -47,10 +47,10 @@ def test_cli_reports_replanning_and_plan_once(tmp_path: Path) -> None:
     trace.write_text("\n".join(rows) + "\n")
     docs = {}
     for flags in ([], ["--once"]):
-        out = tmp_path / f"out{len(flags)}.json"
+        out = tmp_path / f"out{len(flags)}"
         argv = ["--trace", str(trace), "--step", "7", "--out", str(out), *flags]
         assert deferral_eval.main(argv) == 0
-        docs[len(flags)] = json.loads(out.read_text())
+        docs[len(flags)] = json.loads((out / "deferral_eval.json").read_text())
     replanned, once = docs[0], docs[1]
     assert replanned["replan"].startswith("every hour")
     assert once["replan"] == "once at arrival"

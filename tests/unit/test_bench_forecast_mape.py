@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from bench import forecast_mape
+from bench.outputs import add_out_argument
 
 HEADER = (
     "Datetime (UTC),Country,Zone Name,Zone Id,Carbon Intensity gCO₂eq/kWh (direct),"
@@ -31,10 +33,9 @@ def _export(path: Path, days: int, *, skip_every: int = 0) -> Path:
 
 
 def test_an_electricity_maps_export_is_evaluated(tmp_path: Path) -> None:
-    out = tmp_path / "mape.json"
     trace = _export(tmp_path / "DE_2023_hourly.csv", days=40)
-    assert forecast_mape.main(["--quick", "--trace", str(trace), "--out", str(out)]) == 0
-    result = json.loads(out.read_text())
+    assert forecast_mape.main(["--quick", "--trace", str(trace), "--out", str(tmp_path / "o")]) == 0
+    result = json.loads((tmp_path / "o" / "forecast_mape.json").read_text())
     assert result["trace"] == "DE_2023_hourly.csv"
     assert set(result["zones"]) == {"DE"}
     assert result["zones"]["DE"]["samples"] > 0
@@ -45,17 +46,19 @@ def test_a_trace_that_needs_too_much_interpolation_is_a_clean_error(
 ) -> None:
     # Every 10th hour missing: 10% of the zone's hours would be invented, over the 5% allowed.
     trace = _export(tmp_path / "DE_2023_hourly.csv", days=40, skip_every=10)
-    assert forecast_mape.main(["--quick", "--trace", str(trace), "--out", str(tmp_path / "x.json")]) == 2
+    assert forecast_mape.main(["--quick", "--trace", str(trace), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "DE" in err
     assert "Traceback" not in err
-    assert not (tmp_path / "x.json").exists()
+    assert not (tmp_path / "o").exists()
 
 
 def test_a_missing_file_is_a_clean_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert forecast_mape.main(["--trace", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "x.json")]) == 2
+    assert forecast_mape.main(["--trace", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "o")]) == 2
     assert "nope.csv" in capsys.readouterr().err
 
 
 def test_results_go_to_the_cache_unless_out_is_given() -> None:
-    assert ".cache" in forecast_mape.CACHE.parts
+    parser = argparse.ArgumentParser()
+    add_out_argument(parser, "forecast_mape")
+    assert parser.parse_args([]).out.parts[-2:] == (".cache", "forecast_mape")

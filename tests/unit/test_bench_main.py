@@ -16,7 +16,7 @@ def _bar() -> Progress:
 
 
 def test_missing_module_is_reported_not_fatal(tmp_path: Path) -> None:
-    step = Step("ghost", "bench.ghost", (), (), "--out", True, (1, 1), (5, 5))
+    step = Step("ghost", "bench.ghost", (), (), (1, 1), (5, 5))
     outcome = run_step(step, True, tmp_path, _bar(), 1.0, logs=tmp_path / "logs")
     assert outcome.status == "missing"
     assert "bench.ghost" in outcome.detail
@@ -28,8 +28,6 @@ def test_failing_step_is_reported_with_its_last_log_line(tmp_path: Path) -> None
         "bench.carbon_eval",
         ("--trace", str(tmp_path / "absent.csv")),
         (),
-        "--out",
-        True,
         (1, 1),
         (120, 120),
     )
@@ -41,7 +39,7 @@ def test_failing_step_is_reported_with_its_last_log_line(tmp_path: Path) -> None
 
 
 def test_step_over_its_time_limit_is_stopped(tmp_path: Path) -> None:
-    step = Step("carbon_eval", "bench.carbon_eval", ("--quick",), (), "--out", True, (1, 1), (0.2, 0.2))
+    step = Step("carbon_eval", "bench.carbon_eval", ("--quick",), (), (1, 1), (0.2, 0.2))
     outcome = run_step(step, True, tmp_path, _bar(), 1.0, logs=tmp_path / "logs")
     assert outcome.status == "timeout"
     assert outcome.seconds < 60
