@@ -306,6 +306,7 @@ class FakeKube:
         r.add_post(leases, self._create_lease)
         r.add_get(leases + "/{name}", self._get_lease)
         r.add_put(leases + "/{name}", self._put_lease)
+        self._add_policy_routes(r)
         self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.5)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -605,7 +606,7 @@ class FakeKube:
         if limit and start + limit < len(items):
             meta["continue"] = f"{self.resource_version}:{start + limit}"
             meta["remainingItemCount"] = len(items) - start - limit
-        kind = {"nodes": "NodeList", "pods": "PodList"}[resource]
+        kind = {"nodes": "NodeList", "pods": "PodList"}.get(resource, "List")
         return _json({"kind": kind, "apiVersion": "v1", "metadata": meta, "items": page})
 
     async def _watch(self, request: web.Request, resource: str, namespace: str | None) -> web.StreamResponse:
@@ -881,6 +882,107 @@ class FakeKube:
         new.update(kind="Lease", apiVersion="coordination.k8s.io/v1")
         new["metadata"].update(namespace=key[0], name=key[1], uid=old["metadata"]["uid"])
         return _json(self._commit("leases", "MODIFIED", key, new))
+
+    # ------------------------------------------------------------ PDBs, namespaces, evictions (rebalancer)
+
+    def _add_policy_routes(self, r: web.UrlDispatcher) -> None:
+        for resource in ("poddisruptionbudgets", "namespaces"):
+            self.store.setdefault(resource, {})
+        r.add_get("/apis/policy/v1/poddisruptionbudgets", self._list_pdbs)
+        r.add_get("/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets", self._list_pdbs)
+        r.add_get("/api/v1/namespaces", self._list_namespaces)
+        r.add_post("/api/v1/namespaces/{ns}/pods/{name}/eviction", self._evict)
+
+    def add_object(self, resource: str, obj: Obj) -> Obj:
+        """Create or replace any object as given (e.g. a pod with ownerReferences and conditions)."""
+        self.store.setdefault(resource, {})
+        meta = obj.setdefault("metadata", {})
+        meta.setdefault("uid", str(uuid.uuid4()))
+        key = (meta.get("namespace", ""), meta["name"])
+        etype = "MODIFIED" if key in self.store[resource] else "ADDED"
+        return self._commit(resource, etype, key, copy.deepcopy(obj))
+
+    def add_pdb(
+        self, namespace: str, name: str, match_labels: dict[str, str], disruptions_allowed: int
+    ) -> Obj:
+        """A policy/v1 PodDisruptionBudget whose status says `disruptions_allowed` (the disruption
+        controller's job in a real cluster)."""
+        return self.add_object(
+            "poddisruptionbudgets",
+            {
+                "apiVersion": "policy/v1",
+                "kind": "PodDisruptionBudget",
+                "metadata": {"namespace": namespace, "name": name},
+                "spec": {"selector": {"matchLabels": dict(match_labels)}},
+                "status": {"disruptionsAllowed": disruptions_allowed},
+            },
+        )
+
+    def add_namespace(self, name: str, labels: dict[str, str] | None = None) -> Obj:
+        return self.add_object(
+            "namespaces",
+            {
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {"name": name, "labels": dict(labels or {})},
+            },
+        )
+
+    async def _list_pdbs(self, request: web.Request) -> web.StreamResponse:
+        result: web.StreamResponse = await self._list_or_watch(
+            request, "poddisruptionbudgets", request.match_info.get("ns")
+        )
+        return result
+
+    async def _list_namespaces(self, request: web.Request) -> web.StreamResponse:
+        result: web.StreamResponse = await self._list_or_watch(request, "namespaces", None)
+        return result
+
+    async def _evict(self, request: web.Request) -> web.Response:
+        """policy/v1 Eviction as kube-apiserver does it: the UID precondition, then the pod's PDBs (429
+        while one allows no disruption, 500 when more than one selects it), then a graceful delete
+        (the pod gets a deletionTimestamp; `delete_pod` finishes it) and one disruption used."""
+        body = request[_BODY]
+        if not isinstance(body, dict) or body.get("kind") != "Eviction":
+            raise _HTTPStatus(400, "BadRequest", "eviction body must be an Eviction")
+        key, pod = self._pod_or_404(request)
+        uid = ((body.get("deleteOptions") or {}).get("preconditions") or {}).get("uid")
+        if uid and uid != pod["metadata"]["uid"]:
+            raise _HTTPStatus(409, "Conflict", f"Precondition failed: UID in precondition: {uid}")
+        labels = pod["metadata"].get("labels") or {}
+        pdbs = [
+            (pkey, pdb)
+            for pkey, pdb in self.store.get("poddisruptionbudgets", {}).items()
+            if pkey[0] == key[0]
+            and all(
+                labels.get(k) == v
+                for k, v in ((pdb["spec"].get("selector") or {}).get("matchLabels") or {}).items()
+            )
+        ]
+        if len(pdbs) > 1:
+            raise _HTTPStatus(
+                500,
+                "InternalError",
+                "This pod has more than one PodDisruptionBudget, which the eviction subresource does not "
+                "support.",
+            )
+        if pdbs and not pod["metadata"].get("deletionTimestamp"):
+            pkey, pdb = pdbs[0]
+            if int((pdb.get("status") or {}).get("disruptionsAllowed") or 0) <= 0:
+                raise _HTTPStatus(
+                    429,
+                    "TooManyRequests",
+                    "Cannot evict pod as it would violate the pod's disruption budget.",
+                )
+            updated = copy.deepcopy(pdb)
+            updated["status"]["disruptionsAllowed"] -= 1
+            self._commit("poddisruptionbudgets", "MODIFIED", pkey, updated)
+        new = copy.deepcopy(pod)
+        new["metadata"].setdefault("deletionTimestamp", "2026-11-22T10:00:00Z")
+        self._commit("pods", "MODIFIED", key, new)
+        return _json(
+            {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}, 201
+        )
 
 
 @pytest.fixture
