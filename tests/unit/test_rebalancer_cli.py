@@ -58,3 +58,14 @@ def test_bad_values_exit_2_with_a_clear_message(
         parse_settings(argv, env=env)
     assert caught.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_the_docs_list_every_flag_and_its_default() -> None:
+    from pathlib import Path
+
+    from carbon_common.settings import options
+    from rebalancer.settings import ENV_PREFIX
+
+    text = (Path(__file__).parents[2] / "docs" / "rebalancer.md").read_text()
+    for option in options(RebalancerSettings, ENV_PREFIX):
+        assert f"| `{option.flag}` | `{option.env}` |" in text
