@@ -30,7 +30,11 @@ VALUE_SET_IDS = sorted(VALUE_SETS)
 
 
 def _pod_spec(docs: list[dict[str, Any]]) -> dict[str, Any]:
-    (main,) = [d for d in by_kind(docs, "Deployment") if not d["metadata"]["name"].endswith("-deferral")]
+    (main,) = [
+        d
+        for d in by_kind(docs, "Deployment")
+        if not d["metadata"]["name"].endswith(("-deferral", "-rebalancer"))
+    ]
     spec: dict[str, Any] = main["spec"]["template"]["spec"]
     return spec
 

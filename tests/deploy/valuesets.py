@@ -61,4 +61,13 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         },
         "feed": {"staticZones": {"FR": 56, "DE": 380}},
     },
+    "rebalancer": {
+        "rebalancer": {
+            "enabled": True,
+            "replicaCount": 2,
+            "marginAbs": 80,
+            "extraArgs": ["--cooldown=43200"],
+        },
+        "feed": {"staticZones": {"FR": 56, "DE": 380}},
+    },
 }

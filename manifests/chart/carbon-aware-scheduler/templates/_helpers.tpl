@@ -197,10 +197,11 @@ extenders:
 {{- end }}
 {{- end }}
 
-{{/* Feed listen address: loopback unless something outside the pod must reach it (metrics, deferral). */}}
+{{/* Feed listen address: loopback unless something outside the pod must reach it (metrics, deferral,
+rebalancer). */}}
 {{- define "carbon-aware-scheduler.feedHost" -}}
 {{- if .Values.feed.host }}{{ .Values.feed.host }}
-{{- else if or .Values.serviceMonitor.enabled .Values.deferral.enabled }}0.0.0.0
+{{- else if or .Values.serviceMonitor.enabled .Values.deferral.enabled .Values.rebalancer.enabled }}0.0.0.0
 {{- else }}127.0.0.1
 {{- end }}
 {{- end }}
@@ -248,4 +249,19 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: carbon-aware-scheduler
 app.kubernetes.io/component: deferral
+{{- end }}
+
+{{/* The rebalancer is a separate app of the release too: its own name, so no selector overlaps. */}}
+{{- define "carbon-aware-scheduler.rebalancerSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "carbon-aware-scheduler.name" . | trunc 52 | trimSuffix "-" }}-rebalancer
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "carbon-aware-scheduler.rebalancerLabels" -}}
+helm.sh/chart: {{ include "carbon-aware-scheduler.chart" . }}
+{{ include "carbon-aware-scheduler.rebalancerSelectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: carbon-aware-scheduler
+app.kubernetes.io/component: rebalancer
 {{- end }}
