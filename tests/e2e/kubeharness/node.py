@@ -323,3 +323,30 @@ def unmount_below(folder: Path) -> None:
             mounts.append(point)
     for point in sorted(mounts, key=len, reverse=True):
         subprocess.run(["umount", "-l", point], check=False, capture_output=True, timeout=30)
+
+
+def start_controller_manager(control: ControlPlane, binary: Path, workdir: Path) -> ManagedProcess:
+    """kube-controller-manager alone, without containerd or a kubelet: ReplicaSets recreate pods, the
+    disruption controller computes PodDisruptionBudget status and the node-lifecycle controller lifts
+    the not-ready taint. Pair it with kwok (tests/node/clusterops.py: `Kwok.start`), which keeps its
+    annotated nodes Ready and their pods Running; the caller stops the returned process."""
+    pki = control.pki
+    return ManagedProcess(
+        "kube-controller-manager",
+        [
+            str(binary),
+            f"--kubeconfig={control.kubeconfig}",
+            f"--authentication-kubeconfig={control.kubeconfig}",
+            f"--authorization-kubeconfig={control.kubeconfig}",
+            f"--service-account-private-key-file={pki.folder / 'sa.key'}",
+            f"--root-ca-file={pki.ca_file}",
+            "--use-service-account-credentials=false",
+            "--leader-elect=false",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={free_port()}",
+            # Nodes without heartbeats (kwok's keep theirs) are marked NotReady after this long.
+            "--node-monitor-grace-period=40s",
+            f"--cert-dir={workdir / 'kcm-certs'}",
+        ],
+        workdir / "logs" / "kube-controller-manager.log",
+    )
