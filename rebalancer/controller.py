@@ -20,6 +20,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Generic, Protocol, TypeVar
 
+import aiohttp
+
 from carbon_common.interval import Interval
 from carbon_common.kube import ApiStatusError, WatchStats
 from carbon_common.snapshot import Snapshot, is_fresh
@@ -30,6 +32,9 @@ from rebalancer.objects import REBALANCE, node_view, pdb_view, pod_view
 from rebalancer.policy import Decision, Inputs, NodeView, Observation, PdbView, PodView, PolicyConfig, decide
 
 log = logging.getLogger(__name__)
+
+# One failed call must not end the run: the other decisions still get their eviction or Event.
+_API_FAILURES = (ApiStatusError, aiohttp.ClientError, OSError, TimeoutError)
 
 V = TypeVar("V")
 
@@ -200,7 +205,7 @@ class Rebalancer:
             return "dry-run"
         try:
             result: str = await self.writer.evict(pod)
-        except (ApiStatusError, OSError, TimeoutError) as error:
+        except _API_FAILURES as error:
             self.metrics.errors.labels(operation="evict").inc()
             result = "error"
             fields["error"] = repr(error)
@@ -232,7 +237,7 @@ class Rebalancer:
         self._reported[pod.uid] = decision.reason
         try:
             await self.writer.event(pod, reason, _message(decision), warning=False, now=now)
-        except (ApiStatusError, OSError, TimeoutError) as error:
+        except _API_FAILURES as error:
             self.metrics.errors.labels(operation="event").inc()
             log.warning("could not post an event", extra={"pod": pod.name, "error": repr(error)})
 

@@ -234,6 +234,35 @@ def _room(
     return None
 
 
+def _precheck(
+    pod: PodView,
+    zone: str | None,
+    here: float | None,
+    now: datetime,
+    config: PolicyConfig,
+    evicted: frozenset[str],
+    unsettled: set[str],
+) -> tuple[str, str] | None:
+    """(reason, message) of the first check before the zone comparison that keeps the pod, or None."""
+    if pod.exclusion is not None:
+        return pod.exclusion, "this kind of pod is never evicted"
+    if pod.terminating or not pod.running:
+        return "not-running", "the pod is not running (or is terminating)"
+    if not pod.ready:
+        return "not-ready", "the pod is not Ready"
+    if zone is None:
+        return "no-zone", f"node {pod.node!r} is unknown or has no zone label"
+    if here is None:
+        return "no-data", f"no current intensity for zone {zone}"
+    if now - pod.created < config.cooldown:
+        return "cooldown", f"the pod is {_s(now - pod.created)}s old, cool-down {_s(config.cooldown)}s"
+    if pod.uid in evicted:
+        return "already-evicted", "evicted by this rebalancer; its deletion is not visible yet"
+    if pod.owner in unsettled:
+        return "owner-settling", "another pod of its owner is not Ready yet"
+    return None
+
+
 def decide(inputs: Inputs, config: PolicyConfig) -> list[Decision]:
     now = inputs.now
     nodes_by_name = {n.name: n for n in inputs.nodes}
@@ -255,32 +284,12 @@ def decide(inputs: Inputs, config: PolicyConfig) -> list[Decision]:
         zone = node.zone if node is not None else None
         here = current.get(zone) if zone else None
 
-        def skip(
-            reason: str, message: str, pod: PodView = pod, zone: str | None = zone, here: float | None = here
-        ) -> None:
-            skipped.append(Decision(pod, "skip", reason, message, zone, here))
-
-        if pod.exclusion is not None:
-            skip(pod.exclusion, "this kind of pod is never evicted")
-        elif pod.terminating or not pod.running:
-            skip("not-running", "the pod is not running (or is terminating)")
-        elif not pod.ready:
-            skip("not-ready", "the pod is not Ready")
-        elif zone is None:
-            skip("no-zone", f"node {pod.node!r} is unknown or has no zone label")
-        elif here is None:
-            skip("no-data", f"no current intensity for zone {zone}")
-        elif now - pod.created < config.cooldown:
-            skip(
-                "cooldown",
-                f"the pod is {_s(now - pod.created)}s old, cool-down {_s(config.cooldown)}s",
-            )
-        elif pod.uid in inputs.evicted:
-            skip("already-evicted", "evicted by this rebalancer; its deletion is not visible yet")
-        elif pod.owner in unsettled:
-            skip("owner-settling", "another pod of its owner is not Ready yet")
-        else:
+        problem = _precheck(pod, zone, here, now, config, inputs.evicted, unsettled)
+        if problem is None and zone is not None and here is not None:  # _precheck checked both
             movable.append(_best_zone(pod, zone, here, inputs, config, target_zones, free))
+        else:
+            reason, message = problem or ("no-data", "no zone or no intensity")
+            skipped.append(Decision(pod, "skip", reason, message, zone, here))
 
     # Greatest gain first: the limits below keep the best moves.
     movable.sort(key=lambda d: (-d.avoided, d.pod.namespace, d.pod.name))

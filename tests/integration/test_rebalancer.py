@@ -308,3 +308,30 @@ async def test_the_app_gets_ready_leads_and_reports_in_dry_run(
         assert lease["spec"]["holderIdentity"] == "app-test"
     finally:
         await feed.close()
+
+
+async def test_a_failed_eviction_is_counted_and_the_run_goes_on(fake_kube: FakeKube) -> None:
+    add_cluster(fake_kube, replicas=1, owner="a")
+    fake_kube.add_object("pods", running_pod("b-0", "b"))
+    fake_kube.fail_next(500, "/eviction")
+    async with rebalancer(fake_kube) as controller:
+        report = await controller.run_once()
+        assert report is not None
+        assert sorted(report.results.values()) == ["error", "evicted"]
+        assert sample(controller, "carbon_rebalancer_api_errors_total", operation="evict") == 1
+        assert len(terminating(fake_kube)) == 1
+
+
+async def test_a_restarted_rebalancer_does_not_evict_again(fake_kube: FakeKube) -> None:
+    add_cluster(fake_kube, replicas=2)
+    async with rebalancer(fake_kube) as first:
+        report = await first.run_once()
+        assert report is not None
+        assert list(report.results.values()) == ["evicted"]
+    # A new process: no memory of the eviction, only what the API server shows.
+    async with rebalancer(fake_kube) as second:
+        report = await second.run_once()
+        assert report is not None
+        assert report.results == {}
+        assert {d.reason for d in report.decisions} == {"owner-settling", "not-running"}
+    assert len(terminating(fake_kube)) == 1
