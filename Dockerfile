@@ -1,4 +1,5 @@
-# One image, two entry points: carbon-extender (port 8888) and carbon-feed (port 8080).
+# One image, every entry point: carbon-extender (port 8888), carbon-feed (port 8080), carbon-deferral,
+# carbon-rebalancer.
 #   docker build -t carbon-aware-scheduler .
 #   docker run --rm carbon-aware-scheduler carbon-extender --help
 # The base is pinned by version; pin it by digest too in a release pipeline (the digest changes with
@@ -18,6 +19,7 @@ COPY carbon_common/ carbon_common/
 COPY extender/ extender/
 COPY carbon_feed/ carbon_feed/
 COPY deferral/ deferral/
+COPY rebalancer/ rebalancer/
 # `python3`, and pip only from the venv: Debian's system pip refuses to install (PEP 668).
 # Runtime dependencies only (no dev or trace extras), installed into a venv the final stage copies.
 RUN python3 -m venv /opt/venv \

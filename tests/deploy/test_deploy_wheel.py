@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -21,8 +22,18 @@ import pytest
 
 from tests.deploy.deploytools import REPO_ROOT, stop_process
 
+
 # What the Dockerfile's builder stage COPYs (keep in step with it; test_dockerfile_copies_these checks).
-WHEEL_SOURCES = ("pyproject.toml", "README.md", "carbon_common", "extender", "carbon_feed", "deferral")
+def _packages() -> tuple[str, ...]:
+    """The top-level packages pyproject.toml ships (`include = ["extender*", ...]`)."""
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+    patterns = project["tool"]["setuptools"]["packages"]["find"]["include"]
+    return tuple(p.rstrip("*") for p in patterns)
+
+
+# What the wheel is built from: a new service must reach the Dockerfile's COPY lines and the
+# .dockerignore allow-list too, or the image lacks it.
+WHEEL_SOURCES = ("pyproject.toml", "README.md", *_packages())
 INSTALL_TIMEOUT = 240.0
 
 
@@ -78,6 +89,15 @@ def test_dockerfile_copies_these() -> None:
         for part in line.split()[1:-1]
     }
     assert copied == set(WHEEL_SOURCES)
+
+
+def test_dockerignore_lets_these_through() -> None:
+    allowed = {
+        line[1:].rstrip("/")
+        for line in (REPO_ROOT / ".dockerignore").read_text().splitlines()
+        if line.startswith("!")
+    }
+    assert set(WHEEL_SOURCES) <= allowed
 
 
 def test_only_runtime_dependencies_are_installed(clean_venv: Path) -> None:

@@ -13,6 +13,7 @@ from deferral.metrics import DeferralMetrics
 from extender.fixed_nodes import MappingNodeLookup
 from extender.metrics import ExtenderMetrics
 from extender.view import CarbonState
+from rebalancer.metrics import RebalancerMetrics
 
 # Spellings the scheme refuses, with the one to use instead.
 FORBIDDEN = {
@@ -31,6 +32,7 @@ def _registries() -> dict[str, CollectorRegistry]:
         "extender": ExtenderMetrics(MappingNodeLookup({"a": "DE"}), CarbonState()).registry,
         "feed": FeedMetrics().registry,
         "deferral": DeferralMetrics().registry,
+        "rebalancer": RebalancerMetrics().registry,
     }
 
 
@@ -49,7 +51,7 @@ def problems(service: str, metric_names: list[str]) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("service", ["extender", "feed", "deferral"])
+@pytest.mark.parametrize("service", ["extender", "feed", "deferral", "rebalancer"])
 def test_metric_names_follow_the_scheme(service: str) -> None:
     metric_names = names(_registries()[service])
     assert metric_names, f"{service} registers no metrics"

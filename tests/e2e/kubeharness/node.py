@@ -179,27 +179,7 @@ class Node:
             raise
 
     def _start_controller_manager(self, binary: Path) -> None:
-        pki = self.control.pki
-        kcm = ManagedProcess(
-            "kube-controller-manager",
-            [
-                str(binary),
-                f"--kubeconfig={self.control.kubeconfig}",
-                f"--authentication-kubeconfig={self.control.kubeconfig}",
-                f"--authorization-kubeconfig={self.control.kubeconfig}",
-                f"--service-account-private-key-file={pki.folder / 'sa.key'}",
-                f"--root-ca-file={pki.ca_file}",
-                "--use-service-account-credentials=false",
-                "--leader-elect=false",
-                "--bind-address=127.0.0.1",
-                f"--secure-port={free_port()}",
-                # Nodes without heartbeats (kwok's keep theirs) are marked NotReady after this long.
-                "--node-monitor-grace-period=40s",
-                f"--cert-dir={self.workdir / 'kcm-certs'}",
-            ],
-            self.logs / "kube-controller-manager.log",
-        )
-        self.processes.append(kcm)
+        self.processes.append(start_controller_manager(self.control, binary, self.workdir))
 
     def _start_kubelet(self, binary: Path) -> None:
         self.kubelet_root.mkdir(parents=True, exist_ok=True)
