@@ -10,34 +10,27 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from carbon_common.quantity import millicores
 from carbon_common.timeutil import parse_duration, parse_rfc3339
 from deferral.annotations import DURATION, PREFIX
 from deferral.capacity import Booking, Capacity
 
 ZONE_LABEL = "carbon-aware.io/zone"
-_CPU = re.compile(r"^([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(m|k|M|G)?$")
-_SCALE = {None: 1000.0, "m": 1.0, "k": 1e6, "M": 1e9, "G": 1e12}
 _DONE = ("Succeeded", "Failed")
 
 
 def cpu_millis(quantity: object) -> int:
-    """A Kubernetes CPU quantity (``"2"``, ``"500m"``, ``"1.5"``, ``4``) in millicores, rounded up;
-    ValueError for anything else."""
-    if isinstance(quantity, bool):
-        raise ValueError(f"CPU quantity {quantity!r} is not a quantity")
-    if isinstance(quantity, int | float):
-        quantity = repr(quantity)
-    match = _CPU.match(str(quantity).strip())
-    if match is None:
-        raise ValueError(f"CPU quantity {quantity!r} is not a quantity")
-    value = float(match.group(1)) * _SCALE[match.group(2)]
-    return int(-(-value // 1))
+    """A Kubernetes CPU quantity (``"2"``, ``"500m"``, ``"1.5"``, ``4``, ``"1e3"``) in millicores,
+    rounded up as the scheduler does; ValueError for anything else (carbon_common.quantity's grammar)."""
+    try:
+        return millicores(quantity)
+    except ValueError:
+        raise ValueError(f"CPU quantity {quantity!r} is not a quantity") from None
 
 
 def pod_cpu_m(spec: Mapping[str, Any]) -> int:

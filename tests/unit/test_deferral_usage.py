@@ -15,13 +15,24 @@ Z = "carbon-aware.io/zone"
 
 @pytest.mark.parametrize(
     ("quantity", "millis"),
-    [("2", 2000), ("500m", 500), ("1.5", 1500), (4, 4000), ("0.0001", 1), ("1k", 1_000_000), (".5", 500)],
+    [
+        ("2", 2000),
+        ("500m", 500),
+        ("1.5", 1500),
+        (4, 4000),
+        ("0.0001", 1),
+        ("1k", 1_000_000),
+        (".5", 500),
+        # Valid Kubernetes quantities the API server accepts for CPU too.
+        ("1e3", 1_000_000),
+        ("1Ki", 1_024_000),
+    ],
 )
 def test_cpu_quantities(quantity: object, millis: int) -> None:
     assert cpu_millis(quantity) == millis
 
 
-@pytest.mark.parametrize("bad", ["", "two", "-1", "1Ki", None, True, "1e3"])
+@pytest.mark.parametrize("bad", ["", "two", "-1", "1Xi", None, True, "1e"])
 def test_bad_cpu_quantities_are_refused(bad: object) -> None:
     with pytest.raises(ValueError, match="CPU quantity"):
         cpu_millis(bad)
