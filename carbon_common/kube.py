@@ -19,6 +19,7 @@ import os
 import random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar, overload
 
@@ -26,6 +27,8 @@ import aiohttp
 import orjson
 import yaml
 from kubernetes_asyncio import client, config
+
+from carbon_common.timeutil import format_rfc3339
 
 log = logging.getLogger(__name__)
 
@@ -355,3 +358,47 @@ async def _watch(
                 log.exception("watch event handler failed", extra={"event_type": etype})
     finally:
         resp.release()
+
+
+async def post_pod_event(
+    core: Any,
+    *,
+    namespace: str,
+    name: str,
+    uid: str,
+    component: str,
+    instance: str,
+    reason: str,
+    message: str,
+    warning: bool,
+    now: datetime,
+    request_timeout: float,
+) -> None:
+    """A core/v1 Event about a pod (what `kubectl describe pod` shows); ``core`` is a CoreV1Api."""
+    stamp = format_rfc3339(now)
+    body = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{name}.", "namespace": namespace},
+        "involvedObject": {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "namespace": namespace,
+            "name": name,
+            "uid": uid,
+        },
+        "reason": reason,
+        # The API server refuses messages over 1 KiB.
+        "message": message[:1024],
+        "type": "Warning" if warning else "Normal",
+        "source": {"component": component},
+        "reportingComponent": component,
+        "reportingInstance": instance,
+        "firstTimestamp": stamp,
+        "lastTimestamp": stamp,
+        "count": 1,
+    }
+    resp = await core.create_namespaced_event(
+        namespace, body, _preload_content=False, _request_timeout=request_timeout
+    )
+    await read_json(resp)

@@ -8,8 +8,7 @@ from typing import Any, Protocol
 
 from kubernetes_asyncio import client
 
-from carbon_common.kube import read_json
-from carbon_common.timeutil import format_rfc3339
+from carbon_common.kube import post_pod_event, read_json
 
 COMPONENT = "carbon-deferral"
 
@@ -52,29 +51,16 @@ class KubePodWriter:
     async def event(
         self, pod: Mapping[str, str], reason: str, message: str, warning: bool, now: datetime
     ) -> None:
-        stamp = format_rfc3339(now)
-        body = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"generateName": f"{pod['name']}.", "namespace": pod["namespace"]},
-            "involvedObject": {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "namespace": pod["namespace"],
-                "name": pod["name"],
-                "uid": pod["uid"],
-            },
-            "reason": reason,
-            "message": message[:1024],
-            "type": "Warning" if warning else "Normal",
-            "source": {"component": COMPONENT},
-            "reportingComponent": COMPONENT,
-            "reportingInstance": self._identity,
-            "firstTimestamp": stamp,
-            "lastTimestamp": stamp,
-            "count": 1,
-        }
-        resp = await self._core.create_namespaced_event(
-            pod["namespace"], body, _preload_content=False, _request_timeout=self._timeout
+        await post_pod_event(
+            self._core,
+            namespace=pod["namespace"],
+            name=pod["name"],
+            uid=pod["uid"],
+            component=COMPONENT,
+            instance=self._identity,
+            reason=reason,
+            message=message,
+            warning=warning,
+            now=now,
+            request_timeout=self._timeout,
         )
-        await read_json(resp)

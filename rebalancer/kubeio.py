@@ -12,8 +12,7 @@ from typing import Any, Literal, Protocol
 
 from kubernetes_asyncio import client
 
-from carbon_common.kube import ApiStatusError, read_json
-from carbon_common.timeutil import format_rfc3339
+from carbon_common.kube import ApiStatusError, post_pod_event, read_json
 from rebalancer.policy import PodView
 
 COMPONENT = "carbon-rebalancer"
@@ -56,29 +55,16 @@ class KubeApiWriter:
         return "evicted"
 
     async def event(self, pod: PodView, reason: str, message: str, warning: bool, now: datetime) -> None:
-        stamp = format_rfc3339(now)
-        body = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"generateName": f"{pod.name}.", "namespace": pod.namespace},
-            "involvedObject": {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "namespace": pod.namespace,
-                "name": pod.name,
-                "uid": pod.uid,
-            },
-            "reason": reason,
-            "message": message[:1024],
-            "type": "Warning" if warning else "Normal",
-            "source": {"component": COMPONENT},
-            "reportingComponent": COMPONENT,
-            "reportingInstance": self._identity,
-            "firstTimestamp": stamp,
-            "lastTimestamp": stamp,
-            "count": 1,
-        }
-        resp = await self._core.create_namespaced_event(
-            pod.namespace, body, _preload_content=False, _request_timeout=self._timeout
+        await post_pod_event(
+            self._core,
+            namespace=pod.namespace,
+            name=pod.name,
+            uid=pod.uid,
+            component=COMPONENT,
+            instance=self._identity,
+            reason=reason,
+            message=message,
+            warning=warning,
+            now=now,
+            request_timeout=self._timeout,
         )
-        await read_json(resp)
