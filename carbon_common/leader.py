@@ -54,6 +54,46 @@ class LeaseConfig:
     retry_period: float = 2.0
 
 
+@dataclass(frozen=True, slots=True)
+class LeaderSettings:
+    """Leader election over a coordination.k8s.io/v1 Lease: a settings group (carbon_common.settings)
+    shared by the leader-elected services; each gives its own default lease name."""
+
+    leader_elect: bool = True
+    """Elect one leader among the replicas; only the leader acts."""
+    lease_namespace: str = "default"
+    """Usually the service's own namespace (set from the downward API)."""
+    lease_name: str = ""
+    """Name of the Lease the replicas compete for."""
+    identity: str = ""
+    """Unique per replica; default: the host name (the pod name in a Deployment)."""
+    lease_duration: float = 15.0
+    """Seconds a follower waits without seeing a renewal before taking over."""
+    renew_deadline: float = 10.0
+    """Seconds a leader keeps trying to renew before it steps down; below --lease-duration."""
+    retry_period: float = 2.0
+    """Seconds between attempts to acquire or renew the Lease; below --renew-deadline."""
+
+    def problems(self) -> list[str]:
+        """What is wrong with these settings, phrased with the flag names; empty when valid."""
+        found = []
+        if not self.lease_name:
+            found.append("--lease-name must not be empty")
+        if not 0 < self.retry_period < self.renew_deadline < self.lease_duration:
+            found.append("need 0 < --retry-period < --renew-deadline < --lease-duration")
+        return found
+
+    def lease(self, identity: str) -> LeaseConfig:
+        return LeaseConfig(
+            namespace=self.lease_namespace,
+            name=self.lease_name,
+            identity=identity,
+            lease_duration=self.lease_duration,
+            renew_deadline=self.renew_deadline,
+            retry_period=self.retry_period,
+        )
+
+
 class LeaderElector:
     def __init__(
         self,

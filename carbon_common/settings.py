@@ -122,24 +122,29 @@ def options(cls: type, env_prefix: str) -> tuple[Option, ...]:
     return found
 
 
-def _walk(cls: type, env_prefix: str, prefix: tuple[str, ...]) -> Iterator[Option]:
+def _field_default(f: dataclasses.Field[Any]) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None
+
+
+def _walk(cls: type, env_prefix: str, prefix: tuple[str, ...], defaults: Any = None) -> Iterator[Option]:
+    """`defaults`: the group's default instance, whose values win over the group class's own defaults
+    (a shared group such as carbon_common.leader.LeaderSettings with a service's own lease name)."""
     hints = typing.get_type_hints(cls)
     docs = field_docs(cls)
     for f in dataclasses.fields(cls):
         if not f.metadata.get("cli", True):
             continue
         kind, optional = _unwrap(hints[f.name])
+        default = getattr(defaults, f.name) if defaults is not None else _field_default(f)
         if dataclasses.is_dataclass(kind):
-            yield from _walk(typing.cast(type, kind), env_prefix, (*prefix, f.name))
+            yield from _walk(typing.cast(type, kind), env_prefix, (*prefix, f.name), default)
             continue
         if kind not in (bool, int, float, str, Path) and typing.get_origin(kind) is not typing.Literal:
             raise TypeError(f"unsupported settings type {hints[f.name]!r} for {f.name}")
-        if f.default is not dataclasses.MISSING:
-            default: Any = f.default
-        elif f.default_factory is not dataclasses.MISSING:
-            default = f.default_factory()
-        else:
-            default = None
         yield Option(
             path=(*prefix, f.name),
             kind=kind,

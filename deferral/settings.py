@@ -8,9 +8,10 @@ Every field is a CLI flag (``--replan-interval``) and an environment variable
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from carbon_common.leader import LeaderSettings
 from carbon_common.settings import check_log_level
 
 ENV_PREFIX = "CARBON_DEFERRAL_"
@@ -28,26 +29,6 @@ class ServingSettings:
     """PEM certificate chain for the webhook. The API server only calls webhooks over HTTPS."""
     tls_key: Path | None = None
     """PEM private key for --tls-cert. Both are reloaded when cert-manager rotates them."""
-
-
-@dataclass(frozen=True, slots=True)
-class LeaderSettings:
-    """Leader election over a coordination.k8s.io/v1 Lease."""
-
-    leader_elect: bool = True
-    """Elect one leader among the replicas; only the leader releases pods."""
-    lease_namespace: str = "default"
-    """Usually the controller's own namespace (set from the downward API)."""
-    lease_name: str = "carbon-deferral"
-    """Name of the Lease the replicas compete for."""
-    identity: str = ""
-    """Unique per replica; default: the host name (the pod name in a Deployment)."""
-    lease_duration: float = 15.0
-    """Seconds a follower waits without seeing a renewal before taking over."""
-    renew_deadline: float = 10.0
-    """Seconds a leader keeps trying to renew before it steps down; below --lease-duration."""
-    retry_period: float = 2.0
-    """Seconds between attempts to acquire or renew the Lease; below --renew-deadline."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +63,7 @@ class DeferralSettings:
     release still finishes in time. Default: --tick + --lease-duration (a tick's lateness plus a
     leader failover after a crash); --tick without leader election."""
 
-    leader: LeaderSettings = LeaderSettings()
+    leader: LeaderSettings = field(default_factory=lambda: LeaderSettings(lease_name="carbon-deferral"))
     """Leader election; its flags are --leader-elect, --lease-namespace and so on."""
 
     log_level: str = "info"
@@ -104,8 +85,7 @@ def validate(settings: DeferralSettings) -> list[str]:
     problems: list[str] = []
     if (s.serving.tls_cert is None) != (s.serving.tls_key is None):
         problems.append("--tls-cert and --tls-key go together")
-    if not 0 < leader.retry_period < leader.renew_deadline < leader.lease_duration:
-        problems.append("need 0 < --retry-period < --renew-deadline < --lease-duration")
+    problems += leader.problems()
     if s.max_concurrent_releases < 1:
         problems.append(f"--max-concurrent-releases must be at least 1, got {s.max_concurrent_releases}")
     if s.tick <= 0 or s.replan_interval <= 0:

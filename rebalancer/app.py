@@ -15,7 +15,7 @@ from kubernetes_asyncio import client
 from prometheus_client.aiohttp import make_aiohttp_handler
 
 from carbon_common.kube import ListFunc, list_watch, load_api_client
-from carbon_common.leader import LeaderElector, LeaseConfig
+from carbon_common.leader import LeaderElector
 from carbon_common.loops import doubling, run_forever
 from carbon_common.responses import health_response, readiness_response
 from carbon_common.tasks import cancel_and_wait
@@ -74,14 +74,7 @@ async def _controller_ctx(app: web.Application) -> AsyncIterator[None]:
     if leader.leader_elect:
         elector = LeaderElector(
             api,
-            LeaseConfig(
-                namespace=leader.lease_namespace,
-                name=leader.lease_name,
-                identity=identity,
-                lease_duration=leader.lease_duration,
-                renew_deadline=leader.renew_deadline,
-                retry_period=leader.retry_period,
-            ),
+            leader.lease(identity),
             on_change=lambda leading: metrics.is_leader.set(1 if leading else 0),
             on_error=lambda: metrics.errors.labels(operation="lease").inc(),
         )

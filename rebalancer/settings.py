@@ -8,10 +8,11 @@ own name: ``leader.lease_duration`` is ``--lease-duration``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
+from carbon_common.leader import LeaderSettings
 from carbon_common.settings import check_log_level
 from rebalancer.policy import PolicyConfig
 
@@ -26,26 +27,6 @@ class ServingSettings:
     """Listen address of /healthz, /readyz and /metrics (probes and Prometheus reach it by pod IP)."""
     port: int = 8095
     """Listen port of /healthz, /readyz and /metrics."""
-
-
-@dataclass(frozen=True, slots=True)
-class LeaderSettings:
-    """Leader election over a coordination.k8s.io/v1 Lease (carbon_common.leader)."""
-
-    leader_elect: bool = True
-    """Elect one leader among the replicas; only the leader evicts."""
-    lease_namespace: str = "default"
-    """Usually the rebalancer's own namespace (set from the downward API)."""
-    lease_name: str = "carbon-rebalancer"
-    """Name of the Lease the replicas compete for."""
-    identity: str = ""
-    """Unique per replica; default: the host name (the pod name in a Deployment)."""
-    lease_duration: float = 15.0
-    """Seconds a follower waits without seeing a renewal before taking over."""
-    renew_deadline: float = 10.0
-    """Seconds a leader keeps trying to renew before it steps down; below --lease-duration."""
-    retry_period: float = 2.0
-    """Seconds between attempts to acquire or renew the Lease; below --renew-deadline."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +67,7 @@ class RebalancerSettings:
     allow_local_storage: bool = False
     """Also move pods with emptyDir or hostPath volumes (their data is lost)."""
 
-    leader: LeaderSettings = LeaderSettings()
+    leader: LeaderSettings = field(default_factory=lambda: LeaderSettings(lease_name="carbon-rebalancer"))
     """Leader election; its flags are --leader-elect, --lease-namespace and so on."""
 
     log_level: str = "info"
@@ -111,8 +92,7 @@ def validate(settings: RebalancerSettings) -> list[str]:
     """Every problem with a settings combination, phrased with the flag names; empty when valid."""
     s, leader = settings, settings.leader
     problems: list[str] = []
-    if not 0 < leader.retry_period < leader.renew_deadline < leader.lease_duration:
-        problems.append("need 0 < --retry-period < --renew-deadline < --lease-duration")
+    problems += leader.problems()
     if s.interval <= 0 or s.feed_timeout <= 0 or s.max_data_age <= 0:
         problems.append("--interval, --feed-timeout and --max-data-age must be positive")
     if s.margin_abs < 0 or not 0 <= s.margin_rel < 1:

@@ -18,9 +18,10 @@ import trustme
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from carbon_common.leader import LeaderSettings
 from carbon_common.tls import CertReloader, server_ssl_context
 from deferral.app import create_app
-from deferral.settings import DeferralSettings, LeaderSettings
+from deferral.settings import DeferralSettings
 
 if TYPE_CHECKING:
     from tests.fakes.kube_apiserver import FakeKube
@@ -64,6 +65,7 @@ async def test_controller_app_gets_ready_and_releases_invalid_pods(
         feed_url="http://127.0.0.1:9",  # discard port: the feed is down, which must not matter here
         tick=0.05,
         leader=LeaderSettings(
+            lease_name="carbon-deferral",
             lease_namespace="kube-system",
             identity="app-test",
             lease_duration=3.0,

@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from kubernetes_asyncio import client
 
 from carbon_common.kube import list_watch, load_api_client
+from carbon_common.leader import LeaderSettings
 from carbon_common.snapshot import Snapshot, ZoneReading, encode_snapshot
 from carbon_common.tasks import cancel_and_wait
 from rebalancer.app import create_app
@@ -23,7 +24,7 @@ from rebalancer.controller import Cache, Options, Rebalancer
 from rebalancer.kubeio import KubeApiWriter
 from rebalancer.metrics import RebalancerMetrics
 from rebalancer.policy import PolicyConfig
-from rebalancer.settings import LeaderSettings, RebalancerSettings
+from rebalancer.settings import RebalancerSettings
 
 if TYPE_CHECKING:
     from tests.fakes.kube_apiserver import FakeKube
@@ -283,6 +284,7 @@ async def test_the_app_gets_ready_leads_and_reports_in_dry_run(
             interval=0.05,
             sustain=0.0,
             leader=LeaderSettings(
+                lease_name="carbon-rebalancer",
                 lease_namespace="kube-system",
                 identity="app-test",
                 lease_duration=3.0,

@@ -230,3 +230,23 @@ def test_fields_that_are_not_settings_are_left_alone() -> None:
 
     settings = resolve(WithFileOnly, PREFIX, {"port": "2"}, {})
     assert (settings.port, settings.upstream.port) == (2, 5)
+
+
+@dataclass(frozen=True, slots=True)
+class SharedGroup:
+    name: str = ""
+    """A name each service sets."""
+
+
+@dataclass(frozen=True, slots=True)
+class UsesSharedGroup:
+    shared: SharedGroup = field(default_factory=lambda: SharedGroup(name="mine"))
+    """A shared group with this service's own default."""
+
+
+def test_a_groups_default_instance_gives_the_defaults_of_its_fields() -> None:
+    (option,) = options(UsesSharedGroup, "CARBON_TOY_")
+    assert option.default == "mine"  # not the group class's own ""
+    help_text = " ".join(parser_for(UsesSharedGroup, "CARBON_TOY_", "toy", "A toy.").format_help().split())
+    assert "(default: mine)" in help_text
+    assert parse(UsesSharedGroup, "CARBON_TOY_", [], {}, prog="toy", description="").shared.name == "mine"
