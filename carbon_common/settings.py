@@ -22,6 +22,7 @@ import ast
 import dataclasses
 import inspect
 import itertools
+import os
 import sys
 import textwrap
 import types
@@ -284,6 +285,31 @@ def parse(
     if problems:
         raise ConfigError("; ".join(problems))
     return settings
+
+
+def parse_or_exit(
+    cls: type[T],
+    env_prefix: str,
+    argv: Sequence[str] | None,
+    env: Mapping[str, str] | None,
+    *,
+    prog: str,
+    description: str,
+    validate: Callable[[T], Sequence[str]] = lambda _: (),
+) -> T:
+    """`parse` with `os.environ` by default, reporting bad settings the one way (SystemExit(2))."""
+    try:
+        return parse(
+            cls,
+            env_prefix,
+            argv,
+            os.environ if env is None else env,
+            prog=prog,
+            description=description,
+            validate=validate,
+        )
+    except ConfigError as error:
+        raise SystemExit(report(prog, error)) from None
 
 
 def check_log_level(value: str, key: str) -> list[str]:

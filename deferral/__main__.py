@@ -8,7 +8,6 @@ over the environment, which wins over the default. Booleans take ``--no-<flag>``
 from __future__ import annotations
 
 import logging
-import os
 import ssl
 import sys
 from collections.abc import Mapping, Sequence
@@ -18,7 +17,7 @@ from kubernetes_asyncio.config import ConfigException
 from carbon_common.jsonlog import setup_logging
 from carbon_common.kube import KubeConfigError
 from carbon_common.serving import run_app
-from carbon_common.settings import ConfigError, parse, report
+from carbon_common.settings import parse_or_exit
 from carbon_common.tls import CertReloader, server_ssl_context
 from deferral.app import create_app
 from deferral.settings import ENV_PREFIX, DeferralSettings, validate
@@ -36,18 +35,9 @@ def parse_settings(
     argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
 ) -> DeferralSettings:
     """Settings from flags, then CARBON_DEFERRAL_* variables, then defaults; SystemExit(2) on bad input."""
-    try:
-        return parse(
-            DeferralSettings,
-            ENV_PREFIX,
-            argv,
-            os.environ if env is None else env,
-            prog=PROG,
-            description=DESCRIPTION,
-            validate=validate,
-        )
-    except ConfigError as error:
-        raise SystemExit(report(PROG, error)) from None
+    return parse_or_exit(
+        DeferralSettings, ENV_PREFIX, argv, env, prog=PROG, description=DESCRIPTION, validate=validate
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

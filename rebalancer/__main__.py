@@ -8,7 +8,6 @@ environment, which wins over the default. Booleans take ``--no-<flag>`` too.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from collections.abc import Mapping, Sequence
 
@@ -17,7 +16,7 @@ from kubernetes_asyncio.config import ConfigException
 from carbon_common.jsonlog import setup_logging
 from carbon_common.kube import KubeConfigError
 from carbon_common.serving import run_app
-from carbon_common.settings import ConfigError, parse, report
+from carbon_common.settings import parse_or_exit
 from rebalancer.app import create_app
 from rebalancer.settings import ENV_PREFIX, RebalancerSettings, validate
 
@@ -35,18 +34,9 @@ def parse_settings(
     argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
 ) -> RebalancerSettings:
     """Settings from flags, then CARBON_REBALANCER_* variables, then defaults; SystemExit(2) on bad input."""
-    try:
-        return parse(
-            RebalancerSettings,
-            ENV_PREFIX,
-            argv,
-            os.environ if env is None else env,
-            prog=PROG,
-            description=DESCRIPTION,
-            validate=validate,
-        )
-    except ConfigError as error:
-        raise SystemExit(report(PROG, error)) from None
+    return parse_or_exit(
+        RebalancerSettings, ENV_PREFIX, argv, env, prog=PROG, description=DESCRIPTION, validate=validate
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
