@@ -137,6 +137,7 @@ async def _controller_ctx(app: web.Application) -> AsyncIterator[None]:
             guard_margin=effective_guard_margin(settings),
             max_concurrent_releases=settings.max_concurrent_releases,
             zone_label=settings.zone_label,
+            wait_for_nodes=True,  # the node watch below
         ),
     )
     app[KEY_CONTROLLER] = controller

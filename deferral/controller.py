@@ -117,6 +117,15 @@ class ControllerOptions:
     """Gate removals in flight at once (each is one PATCH to the API server)."""
     zone_label: str = ZONE_LABEL
     """Node label naming its zone (the extender's --zone-label), for capacity-aware planning."""
+    wait_for_nodes: bool = False
+    """Plan nothing until the node watch has listed the nodes once. The service sets it: right after
+    a start the pods are listed before the nodes, and plans made then would ignore capacity until the
+    next re-plan (15 min by default). Deadline-guard releases need no plan and are not held."""
+
+
+UNBOUND_HOLD = timedelta(minutes=5)
+"""How long a released pod that no node took yet keeps its booking: long enough for the scheduler's
+queue, short enough that a pod that cannot be placed does not hold room it never uses."""
 
 
 @dataclass(slots=True)
@@ -159,6 +168,10 @@ class GreenWindowController:
     """Releases and plans under way: cancelled when leadership is lost."""
     _events: set[asyncio.Task[None]] = field(default_factory=set)
     """Event writes under way (off the critical path): awaited, then cancelled, by `close`."""
+    _unbound: dict[str, tuple[Booking, datetime]] = field(default_factory=dict)
+    """Released pods not yet bound to a node, with when their booking lapses: between the release and
+    the bind a pod is neither waiting nor running, and without this booking the room it is about to
+    take looks free, so the next plans crowd into it (the e2e caught exactly that)."""
 
     # --- leadership and shutdown ---
 
@@ -217,8 +230,13 @@ class GreenWindowController:
             self.usage.running.pop(uid, None)
         else:
             self.usage.running[uid] = running
+        if running is not None or kind == "DELETED":
+            self._unbound.pop(uid, None)
         if pod is None:
-            # Deleted, or the gate is gone (we or someone else released it): stop tracking.
+            # Deleted, or the gate is gone (we or someone else released it): stop tracking, but keep
+            # its room booked until it is bound.
+            if kind != "DELETED" and running is None and (booking := self._booking(uid)) is not None:
+                self._unbound[uid] = (booking, self.now() + UNBOUND_HOLD)
             self.pods.pop(uid, None)
             self._states.pop(uid, None)
         else:
@@ -269,20 +287,23 @@ class GreenWindowController:
     def node_transform(self, obj: dict[str, Any]) -> NodeRoom | None:
         return node_room(obj, self.options.zone_label)
 
+    def _booking(self, uid: str) -> Booking | None:
+        """The room a planned pod holds: its CPU in its planned zone over [start, start + duration)."""
+        state, pod = self._states.get(uid), self.pods.get(uid)
+        if state is None or pod is None or state.spec is None or state.plan is None:
+            return None
+        if state.plan.basis != "forecast" or state.plan.zone is None:
+            return None
+        return Booking(state.plan.zone, pod.cpu_m, state.plan.start, state.plan.start + state.spec.duration)
+
     def _capacity(self, planning: str, now: datetime) -> Capacity | None:
         """Room per zone for the pod `planning`: nodes minus running pods minus the releases planned for
-        the other waiting pods (each in its planned zone over [start, start + duration))."""
-        planned = [
-            Booking(state.plan.zone, pod.cpu_m, state.plan.start, state.plan.start + state.spec.duration)
-            for uid, state in self._states.items()
-            if uid != planning
-            and not state.released
-            and state.spec is not None
-            and state.plan is not None
-            and state.plan.basis == "forecast"
-            and state.plan.zone is not None
-            and (pod := self.pods.get(uid)) is not None
-        ]
+        the other waiting pods (each in its planned zone over [start, start + duration)), released ones
+        included until they are bound."""
+        for uid in [uid for uid, (_, lapses) in self._unbound.items() if lapses <= now]:
+            del self._unbound[uid]
+        planned = [b for uid in self._states if uid != planning and (b := self._booking(uid)) is not None]
+        planned += [booking for booking, _ in self._unbound.values()]
         return self.usage.capacity(now, planned)
 
     def _update_gauge(self) -> None:
@@ -409,7 +430,7 @@ class GreenWindowController:
 
     async def plan_pending(self) -> int:
         """Plan every pod that has no plan yet or whose forecast is older than replan_interval."""
-        if not self.is_leader():
+        if not self.is_leader() or (self.options.wait_for_nodes and not self.usage.nodes_listed):
             return 0
         clock = asyncio.get_running_loop().time()
         now = self.now()

@@ -14,6 +14,7 @@ from deferral.annotations import DeferralSpec
 from deferral.controller import ControllerOptions, GreenWindowController, gated_pod, release_ops
 from deferral.metrics import DeferralMetrics
 from deferral.planner import Forecast
+from deferral.usage import NodeRoom
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 H = timedelta(hours=1)
@@ -408,3 +409,55 @@ async def test_losing_the_lease_cancels_plans_in_flight_and_they_are_redone_late
     feed.go.set()
     assert await controller.plan_pending() == 1
     assert feed.calls == 2
+
+
+def _cpu_pod(name: str) -> dict[str, Any]:
+    obj = pod(name, deferrable())
+    obj["spec"]["containers"] = [{"name": "c", "resources": {"requests": {"cpu": "1"}}}]
+    return obj
+
+
+async def test_planning_waits_for_the_first_node_list_when_told() -> None:
+    writer, feed, clock = Writer(), Feed(), Clock()
+    controller = GreenWindowController(
+        writer=writer,
+        feed=feed,
+        metrics=DeferralMetrics(),
+        is_leader=lambda: True,
+        options=ControllerOptions(replan_interval=0.0, wait_for_nodes=True),
+        now=clock,
+    )
+    feed.forecast = Forecast([Interval(T0 + 3 * H, T0 + 4 * H, 50.0, zone="FR")], current={"FR": 250.0})
+    controller.on_list([controller.transform(pod("a", deferrable()))])
+    assert await controller.plan_pending() == 0  # no node list yet: a plan now would ignore capacity
+    assert feed.calls == 0
+    controller.on_node_list([NodeRoom("n1", "FR", 4000)])
+    assert await controller.plan_pending() == 1
+
+
+async def test_a_released_pod_keeps_its_room_until_it_is_bound() -> None:
+    """Between the release and the bind a pod is neither waiting nor running: its booking must hold,
+    or the next plans crowd into the room it is about to take (the e2e spread test caught this)."""
+    controller, writer, feed, clock = build()
+    controller.on_node_list([NodeRoom("green-1", "FR", 1000), NodeRoom("dirty-1", "PL", 8000)])
+    feed.forecast = Forecast(
+        [Interval(T0 + 3 * H, T0 + 4 * H, 50.0, zone="FR")],
+        current={"FR": 250.0, "PL": 600.0},
+        candidates=[
+            Interval(T0 + 3 * H, T0 + 4 * H, 50.0, zone="FR"),
+            Interval(T0 + 5 * H, T0 + 6 * H, 60.0, zone="FR"),
+        ],
+    )
+    controller.on_list([controller.transform(_cpu_pod("a"))])
+    await controller.plan_pending()
+    clock.now = T0 + 3 * H
+    assert await controller.release_due() == 1
+    # The watch shows "a" ungated but not yet bound; then "b" arrives and is planned.
+    ungated = _cpu_pod("a")
+    ungated["spec"]["schedulingGates"] = []
+    controller.on_event("MODIFIED", ungated)
+    controller.on_event("ADDED", _cpu_pod("b"))
+    await controller.plan_pending()
+    await controller.flush_events()
+    plan_b = [a for name, a in writer.annotations if name == "b"][-1]["carbon-aware.io/plan"]
+    assert '"start":"' + format_rfc3339(T0 + 5 * H) in plan_b.replace(" ", ""), plan_b
