@@ -434,13 +434,16 @@ class GreenWindowController:
             return 0
         clock = asyncio.get_running_loop().time()
         now = self.now()
-        # Pods at or past their guard need no forecast: the releaser takes them as they are.
+        # Pods at or past their guard need no forecast: the releaser takes them as they are. Nor do
+        # pods whose planned start has come: re-planned a moment into their window, the run would
+        # overlap the releases booked right after it and look as if it no longer fits.
         due = [
             (self.pods[uid], state)
             for uid, state in self._states.items()
             if uid in self.pods
             and state.spec is not None
             and now < state.spec.latest_start
+            and (state.plan is None or now < state.plan.start)
             and not state.released
             and (state.last_forecast is None or clock - state.last_forecast >= self.options.replan_interval)
         ]

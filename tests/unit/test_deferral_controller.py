@@ -461,3 +461,18 @@ async def test_a_released_pod_keeps_its_room_until_it_is_bound() -> None:
     await controller.flush_events()
     plan_b = [a for name, a in writer.annotations if name == "b"][-1]["carbon-aware.io/plan"]
     assert '"start":"' + format_rfc3339(T0 + 5 * H) in plan_b.replace(" ", ""), plan_b
+
+
+async def test_a_pod_whose_window_has_come_is_released_not_planned_again() -> None:
+    """Re-planned a moment into its window, a run overlaps the releases booked right after it and
+    looks as if it no longer fits: the e2e saw such a pod moved to the dirty zone. Its start has come:
+    it is the releaser's."""
+    controller, _writer, feed, clock = build()
+    feed.forecast = Forecast([Interval(T0 + 3 * H, T0 + 4 * H, 50.0, zone="FR")], current={"FR": 250.0})
+    controller.on_list([controller.transform(pod("a", deferrable()))])
+    assert await controller.plan_pending() == 1
+    calls = feed.calls
+    clock.now = T0 + 3 * H + timedelta(seconds=1)
+    assert await controller.plan_pending() == 0
+    assert feed.calls == calls
+    assert await controller.release_due() == 1
